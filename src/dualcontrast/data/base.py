@@ -1,0 +1,202 @@
+"""The dataset interface every loader returns and every consumer reads.
+
+A :class:`Dataset` is a stack of samples, 2D images ``(N, C, H, W)`` or 3D volumes
+``(N, C, D, H, W)``, plus optional ground-truth factors. The stack may be an in-memory
+array, a ``numpy.memmap`` or any :class:`LazyArray` (HDF5, MRC stacks, file lists), so data
+sets larger than memory are read one batch at a time through :meth:`Dataset.batch`.
+
+Ground-truth factor names used by metrics and analysis:
+
+- ``"content"``: integer identity of the object (digit, shape class, protein identity),
+- ``"transform"``: integer transformation state (conformation) where known,
+- anything else (``"angle"``, ``"shift_x"``...) is carried along and saved but not scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import DataError
+
+CONTENT = "content"
+TRANSFORM = "transform"
+
+
+@runtime_checkable
+class LazyArray(Protocol):
+    """An array-like read on demand: ``shape``, ``dtype`` and integer-array indexing."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def __getitem__(self, index) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class Dataset:
+    """Samples plus ground-truth factors; the unit every loader returns.
+
+    Attributes:
+        x: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` array-like (float; may be lazy).
+        factors: name -> ``(N,)`` array of per-sample ground truth (may be empty).
+        source: where the data came from (a path, or ``builtin:<name>``), used in messages.
+        normalize: ``"none"`` or ``"per_sample"`` (zero mean, unit std per sample, applied
+            when batches are read so lazy data stays lazy).
+        ids: ``(N,)`` integer sample ids, stable across subsets (index into the source).
+    """
+
+    x: np.ndarray | LazyArray
+    factors: dict[str, np.ndarray] = field(default_factory=dict)
+    source: str = "<memory>"
+    normalize: str = "none"
+    ids: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        shape = tuple(self.x.shape)
+        if len(shape) not in (4, 5):
+            raise DataError(
+                self.source,
+                f"expected samples shaped (N, C, H, W) or (N, C, D, H, W), got array of shape {shape}",
+            )
+        if shape[0] == 0:
+            raise DataError(self.source, "contains no samples")
+        if len(shape) == 5 and not (shape[2] == shape[3] == shape[4]):
+            raise DataError(self.source, f"volumes must be cubic, got {shape[2]}x{shape[3]}x{shape[4]}")
+        if self.normalize not in ("none", "per_sample"):
+            raise DataError(self.source, f"unknown normalisation {self.normalize!r} (use 'none' or 'per_sample')")
+        for name, values in list(self.factors.items()):
+            values = np.asarray(values)
+            if values.shape[:1] != (shape[0],):
+                raise DataError(
+                    self.source,
+                    f"factor {name!r} has {values.shape[0] if values.ndim else 0} labels "
+                    f"but the data has {shape[0]} samples",
+                )
+            self.factors[name] = values
+        if self.ids is None:
+            self.ids = np.arange(shape[0])
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` or ``(C, D, H, W)``."""
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.x.shape) - 2
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.x, np.ndarray) and not isinstance(self.x, np.memmap)
+
+    def batch(self, index: np.ndarray) -> np.ndarray:
+        """Samples ``index`` as a float32 array, normalised as configured.
+
+        Lazy backends (HDF5, memmaps) read fastest with sorted indices, so reads are sorted
+        and the original order restored.
+        """
+        index = np.asarray(index)
+        if self.in_memory:
+            out = np.asarray(self.x[index], dtype=np.float32)
+        else:
+            order = np.argsort(index, kind="stable")
+            sorted_rows = np.asarray(self.x[index[order]], dtype=np.float32)
+            out = np.empty_like(sorted_rows)
+            out[order] = sorted_rows
+        if self.normalize == "per_sample":
+            axes = tuple(range(1, out.ndim))
+            out = (out - out.mean(axes, keepdims=True)) / (out.std(axes, keepdims=True) + 1e-6)
+        return out
+
+    def subset(self, index: np.ndarray) -> Dataset:
+        """A dataset of rows ``index`` (materialised for in-memory data, a view for lazy data)."""
+        index = np.asarray(index)
+        x = self.x[index] if self.in_memory else _IndexedView(self.x, index)
+        return Dataset(
+            x=x,
+            factors={k: v[index] for k, v in self.factors.items()},
+            source=self.source,
+            normalize=self.normalize,
+            ids=self.ids[index],
+        )
+
+    def labels(self, name: str) -> np.ndarray | None:
+        return self.factors.get(name)
+
+
+class _IndexedView:
+    """Rows ``index`` of a lazy array, still lazy."""
+
+    def __init__(self, base: np.ndarray | LazyArray, index: np.ndarray):
+        self.base = base
+        self.index = np.asarray(index)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *tuple(self.base.shape[1:]))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, index) -> np.ndarray:
+        rows = self.index[index]
+        if np.ndim(rows) == 0:
+            return np.asarray(self.base[int(rows)])
+        order = np.argsort(rows, kind="stable")
+        got = np.asarray(self.base[rows[order]])
+        out = np.empty_like(got)
+        out[order] = got
+        return out
+
+
+@dataclass
+class DataSplits:
+    """Train and test sets of one data source."""
+
+    train: Dataset
+    test: Dataset
+    name: str = "data"
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.train.sample_shape
+
+
+def split_dataset(data: Dataset, test_fraction: float, seed: int, name: str = "data") -> DataSplits:
+    """Random train/test split, deterministic by seed."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(data.source, f"test fraction must be in (0, 1), got {test_fraction}")
+    n = len(data)
+    n_test = max(1, int(round(n * test_fraction)))
+    if n - n_test < 1:
+        raise DataError(data.source, f"only {n} samples: too few to split into train and test")
+    perm = np.random.default_rng(seed).permutation(n)
+    return DataSplits(
+        train=data.subset(np.sort(perm[n_test:])), test=data.subset(np.sort(perm[:n_test])), name=name
+    )
+
+
+def check_finite(x: np.ndarray, source: str, chunk: int = 4096) -> None:
+    """Raise :class:`DataError` naming the first sample that holds NaN or Inf."""
+    for start in range(0, x.shape[0], chunk):
+        block = np.asarray(x[start : start + chunk])
+        if np.issubdtype(block.dtype, np.floating):
+            bad = ~np.isfinite(block.reshape(block.shape[0], -1)).all(axis=1)
+            if bad.any():
+                i = start + int(np.argmax(bad))
+                raise DataError(source, f"sample {i} contains NaN or Inf values")

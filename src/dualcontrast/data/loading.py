@@ -1,0 +1,134 @@
+"""One entry point from a data setting (a path or a built-in name) to train/test splits.
+
+File formats are recognised by suffix (or, for folders, by what they hold):
+
+====================  =====================================================
+``.npz``              MNIST-style ``x_train/y_train/x_test/y_test``, or one array (+ labels)
+``.npy`` / ``.pkl``   an image or volume stack (the paper's pickled subtomograms included)
+IDX (``.gz`` too)     the original MNIST files, or a folder holding the four of them
+folder of PNG/JPG     grey or RGB images; class sub-folders become content labels
+``.mrc`` / ``.mrcs``  a stack of images or volumes (memory-mapped)
+folder of ``.mrc``    one volume per file
+``.star``             a RELION particle list (``rlnImageName``)
+``.h5`` / ``.hdf5``   a dataset of samples (read lazily) + optional label datasets
+====================  =====================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Registry
+from .base import CONTENT, DataSplits, Dataset, split_dataset
+
+# Built-in data sets: name -> factory(**params) -> DataSplits. Modules register themselves.
+BUILTIN_DATASETS: Registry[Callable[..., DataSplits]] = Registry("built-in dataset")
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+def _is_idx(path: Path) -> bool:
+    name = path.name.lower().removesuffix(".gz")
+    return "idx" in name and "ubyte" in name
+
+
+def load_path(path: str | Path) -> Dataset | DataSplits:
+    """Read a data file or folder into a :class:`Dataset` (or ready-made splits)."""
+    from . import images, volumes
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "no such file or folder")
+    suffix = p.suffix.lower()
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.is_file()]
+        if any(_is_idx(f) for f in files):
+            return images.load_idx(p)
+        if any(f.suffix.lower() in (".mrc", ".map") for f in files):
+            return volumes.load_mrc_folder(p)
+        return images.load_image_folder(p)
+    if p.stat().st_size == 0:
+        raise DataError(p, "file is empty")
+    if _is_idx(p):
+        return images.load_idx(p)
+    loaders: dict[str, Callable[[Path], Dataset | DataSplits]] = {
+        ".npz": images.load_npz,
+        ".npy": images.load_npy,
+        ".pkl": volumes.load_pickle,
+        ".pickle": volumes.load_pickle,
+        ".mrc": volumes.load_mrc,
+        ".mrcs": volumes.load_mrc,
+        ".map": volumes.load_mrc,
+        ".star": volumes.load_star,
+        ".h5": volumes.load_h5,
+        ".hdf5": volumes.load_h5,
+    }
+    if suffix in loaders:
+        return loaders[suffix](p)
+    if suffix in _IMAGE_SUFFIXES:
+        raise DataError(p, "a single image is not a data set; pass the folder that holds the images")
+    raise DataError(p, f"unrecognised data format {suffix or '(no suffix)'!r}; known: {', '.join(sorted(loaders))}, IDX, folders")
+
+
+def load_labels(path: str | Path, n: int) -> np.ndarray:
+    """Content labels from ``.npy`` / ``.txt`` / ``.csv`` (one per sample)."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(p, "no such labels file")
+    try:
+        if p.suffix.lower() == ".npy":
+            labels = np.load(p, allow_pickle=False)
+        else:
+            labels = np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None)
+    except (ValueError, OSError) as e:
+        raise DataError(p, f"cannot read labels: {e}") from None
+    labels = np.asarray(labels).reshape(-1)
+    if labels.shape[0] != n:
+        raise DataError(p, f"has {labels.shape[0]} labels but the data has {n} samples")
+    if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    return labels
+
+
+def load_data(
+    path: str | Path | None = None,
+    *,
+    name: str = "shapes2d",
+    labels: str | Path | None = None,
+    test_fraction: float = 0.1,
+    split_seed: int = 0,
+    normalize: str = "none",
+    max_samples: int | None = None,
+    params: dict[str, Any] | None = None,
+) -> DataSplits:
+    """Train/test splits from a path, or from the built-in data set ``name``.
+
+    Data without its own split is split at random (``test_fraction``, ``split_seed``).
+    ``max_samples`` keeps a random subset of the training set (quick runs).
+    """
+    if path is None:
+        splits = BUILTIN_DATASETS.get(name)(**(params or {}))
+    else:
+        loaded = load_path(path)
+        if isinstance(loaded, DataSplits):
+            if labels is not None:
+                raise DataError(path, "already holds its own labels and split; --labels is not accepted for it")
+            splits = loaded
+        else:
+            if labels is not None:
+                loaded.factors[CONTENT] = load_labels(labels, len(loaded))
+            splits = split_dataset(loaded, test_fraction, split_seed, name=Path(path).stem)
+    if normalize != "none":
+        splits.train.normalize = splits.test.normalize = normalize
+        # Re-validate the setting on both splits.
+        splits.train.__post_init__()
+        splits.test.__post_init__()
+    if max_samples is not None and max_samples < len(splits.train):
+        keep = np.sort(np.random.default_rng(split_seed).choice(len(splits.train), max_samples, replace=False))
+        splits.train = splits.train.subset(keep)
+    return splits

@@ -71,7 +71,9 @@ class Dataset:
         if len(shape) == 5 and not (shape[2] == shape[3] == shape[4]):
             raise DataError(self.source, f"volumes must be cubic, got {shape[2]}x{shape[3]}x{shape[4]}")
         if self.normalize not in ("none", "per_sample"):
-            raise DataError(self.source, f"unknown normalisation {self.normalize!r} (use 'none' or 'per_sample')")
+            raise DataError(
+                self.source, f"unknown normalisation {self.normalize!r} (use 'none' or 'per_sample')"
+            )
         for name, values in list(self.factors.items()):
             values = np.asarray(values)
             if values.shape[:1] != (shape[0],):

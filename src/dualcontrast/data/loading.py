@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .base import CONTENT, DataSplits, Dataset, split_dataset
+from .base import CONTENT, Dataset, DataSplits, split_dataset
 
 # Built-in data sets: name -> factory(**params) -> DataSplits. Modules register themselves.
 BUILTIN_DATASETS: Registry[Callable[..., DataSplits]] = Registry("built-in dataset")
@@ -72,7 +72,10 @@ def load_path(path: str | Path) -> Dataset | DataSplits:
         return loaders[suffix](p)
     if suffix in _IMAGE_SUFFIXES:
         raise DataError(p, "a single image is not a data set; pass the folder that holds the images")
-    raise DataError(p, f"unrecognised data format {suffix or '(no suffix)'!r}; known: {', '.join(sorted(loaders))}, IDX, folders")
+    raise DataError(
+        p,
+        f"unrecognised data format {suffix or '(no suffix)'!r}; known: {', '.join(sorted(loaders))}, IDX, folders",
+    )
 
 
 def load_labels(path: str | Path, n: int) -> np.ndarray:
@@ -117,7 +120,9 @@ def load_data(
         loaded = load_path(path)
         if isinstance(loaded, DataSplits):
             if labels is not None:
-                raise DataError(path, "already holds its own labels and split; --labels is not accepted for it")
+                raise DataError(
+                    path, "already holds its own labels and split; --labels is not accepted for it"
+                )
             splits = loaded
         else:
             if labels is not None:
@@ -129,6 +134,8 @@ def load_data(
         splits.train.__post_init__()
         splits.test.__post_init__()
     if max_samples is not None and max_samples < len(splits.train):
-        keep = np.sort(np.random.default_rng(split_seed).choice(len(splits.train), max_samples, replace=False))
+        keep = np.sort(
+            np.random.default_rng(split_seed).choice(len(splits.train), max_samples, replace=False)
+        )
         splits.train = splits.train.subset(keep)
     return splits

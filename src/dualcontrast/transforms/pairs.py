@@ -107,7 +107,9 @@ class Scale(PairTransform):
 
     def __init__(self, min_scale: float = 0.7, max_scale: float = 1.3):
         if not 0 < min_scale <= max_scale:
-            raise ConfigError(f"transform scale range must satisfy 0 < min <= max, got {min_scale}, {max_scale}")
+            raise ConfigError(
+                f"transform scale range must satisfy 0 < min <= max, got {min_scale}, {max_scale}"
+            )
         self.min_scale = float(min_scale)
         self.max_scale = float(max_scale)
 
@@ -201,7 +203,8 @@ class Hue(PairTransform):
         _require_rgb(x, self.name)
         to_yiq = torch.tensor(
             [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-            device=x.device, dtype=x.dtype,
+            device=x.device,
+            dtype=x.dtype,
         )
         from_yiq = torch.linalg.inv(to_yiq)
         h = 2 * math.pi * _uniform(x.shape[0], -self.max_shift, self.max_shift, x)

@@ -1,0 +1,95 @@
+"""Train a model and write a run directory (config, checkpoints, log, embeddings, metrics, figures).
+
+With no data argument it trains DualContrast on the built-in 2D data set ``shapes2d``.
+
+examples:
+  dualcontrast train                                        # built-in data, defaults
+  dualcontrast train --data ../shared/datasets/mnist.npz --epochs 20 -o runs/mnist
+  dualcontrast train --config configs/subtomo.yaml -o runs/subtomo
+  dualcontrast train --resume -o runs/mnist --epochs 40     # continue (or extend) a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .common import add_config_args, add_device_arg, data_layer, default_run_name, load_splits, resolve_config
+
+log = logging.getLogger(__name__)
+
+FLAGS = {
+    "labels": "data.labels",
+    "model": "model.name",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "device": "train.device",
+    "step": "train.step",
+    "name": "name",
+}
+
+
+def add_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", metavar="PATH|NAME", help="data file/folder, or a built-in data set name")
+    p.add_argument("--labels", metavar="FILE", help="content labels (.npy/.txt/.csv) for an unlabeled stack")
+    p.add_argument("--model", help="method: dualcontrast (default), vae2, ablations, baselines")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--step", choices=["fused", "reference"], help="training step implementation")
+    p.add_argument("--name", help="run name recorded in the config")
+    add_device_arg(p)
+    add_config_args(p)
+    p.add_argument("-o", "--outdir", metavar="RUN", help="run directory (default runs/<data>-<model>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in -o from its last checkpoint")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the outputs of an existing run directory"
+    )
+    p.add_argument(
+        "--no-eval", action="store_true", help="skip embeddings, metrics and figures after training"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..config import load_yaml, save_config
+    from ..errors import ConfigError
+    from ..evaluation.run import evaluate_run, periodic_eval
+    from ..training import RunDir, Trainer, resolve_device
+
+    if args.resume:
+        if not args.outdir:
+            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
+        run = RunDir.open(args.outdir)
+        # The run's own config, with only the flags given now on top (e.g. more epochs).
+        cfg = resolve_config(args, FLAGS, base={**load_yaml(run.config), **data_layer(args.data)})
+    else:
+        cfg = resolve_config(args, FLAGS, base=data_layer(args.data))
+        run = None
+    device = resolve_device(cfg.train.device)
+    # Everything that can fail on bad input happens before the run directory is touched.
+    splits = load_splits(cfg)
+    if run is None:
+        run = RunDir.create(args.outdir or default_run_name(cfg), overwrite=args.overwrite)
+    trainer = Trainer(cfg, run, splits, device, callbacks=[periodic_eval(run, cfg, splits, device)])
+    if args.resume:
+        trainer.resume()
+    save_config(cfg, run.config, command=["dualcontrast", *sys.argv[1:]])
+    log.info(
+        "training %s on %s (%d train / %d test) on %s -> %s",
+        cfg.model.name,
+        splits.train.source,
+        len(splits.train),
+        len(splits.test),
+        device,
+        run.root,
+    )
+    state = trainer.fit()
+    if not args.no_eval:
+        doc = evaluate_run(run, cfg, state.model, splits, device, epoch=state.epoch)
+        scores = ", ".join(f"{k}={v:.3f}" for k, v in doc["scores"].items())
+        log.warning("run %s: %s", run.root, scores or "no labels to score")
+    return 0

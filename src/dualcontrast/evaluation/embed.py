@@ -1,0 +1,79 @@
+"""Codes for a whole data set, streamed in chunks so memory stays bounded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..data.base import Dataset, DataSplits
+from ..models.base import DisentanglementModel
+
+CODE_KEYS = ("c_mu", "c_logvar", "z_mu", "z_logvar")
+
+
+@torch.no_grad()
+def embed(
+    model: DisentanglementModel,
+    data: Dataset,
+    *,
+    batch_size: int = 500,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    desc: str = "embed",
+) -> dict[str, np.ndarray]:
+    """Posterior means and log-variances of every sample, plus ids and factors.
+
+    Returns ``{"c_mu": (N, dc), "c_logvar", "z_mu": (N, dz), "z_logvar", "ids": (N,),
+    "<factor>": (N,) ...}``; codes a method does not have are absent. Only one batch of input
+    is in memory at a time; outputs are preallocated float32 arrays.
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    n = len(data)
+    out: dict[str, np.ndarray] = {}
+    try:
+        for start in tqdm(
+            range(0, n, batch_size), desc=desc, disable=not progress, leave=False, unit="batch"
+        ):
+            stop = min(start + batch_size, n)
+            x = torch.from_numpy(data.batch(np.arange(start, stop))).to(device)
+            with model.autocast():
+                codes = model.encode(x)
+            for key, value in zip(CODE_KEYS, codes.as_tuple(), strict=True):
+                if value is None:
+                    continue
+                if key not in out:
+                    out[key] = np.empty((n, value.shape[1]), dtype=np.float32)
+                out[key][start:stop] = value.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    out["ids"] = np.asarray(data.ids)
+    for name, values in data.factors.items():
+        out[name] = np.asarray(values)
+    return out
+
+
+def embed_splits(model: DisentanglementModel, splits: DataSplits, **kwargs) -> dict[str, np.ndarray]:
+    """``embed`` on train and test, keys prefixed ``train_`` / ``test_`` (the embeddings.npz layout)."""
+    out: dict[str, np.ndarray] = {}
+    for split, data in (("train", splits.train), ("test", splits.test)):
+        for key, value in embed(model, data, desc=f"embed {split}", **kwargs).items():
+            out[f"{split}_{key}"] = value
+    return out
+
+
+def save_embeddings(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)
+
+
+def split_view(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:
+    """``{"train_c_mu": ...}`` -> ``{"c_mu": ...}`` for one split."""
+    prefix = f"{split}_"
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}

@@ -1,0 +1,108 @@
+"""Disentanglement metrics of the paper's protocol, plus clustering agreement.
+
+- ``D(f | code)``: accuracy of a linear logistic-regression classifier predicting the ground
+  truth factor ``f`` from a code's means, fit on the training codes and scored on the test
+  codes. Codes are standardised (fit on train) so the solver converges; a linear model on
+  standardised codes is the same model class.
+- ``SAP(c) = |D(c|c) - D(c|z)|``, ``SAP(z) = |D(z|z) - D(z|c)|``.
+- ``ARI(c)``: adjusted Rand index between a Gaussian mixture on the test content codes
+  (as many components as true classes) and the true content labels.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import adjusted_rand_score
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+from ..data.base import CONTENT, TRANSFORM
+
+PROTOCOL = {
+    "d_score": "accuracy of sklearn LogisticRegression(max_iter=1000) on standardised code means, "
+    "fit on train codes, scored on test codes",
+    "sap": "|D(own code) - D(other code)| per factor",
+    "ari_c": "ARI of GaussianMixture(k = #true classes, full covariance, seed) on test content means",
+}
+
+
+def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
+    if cap is None or n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def d_score(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
+    *,
+    max_fit_samples: int | None = None,
+    seed: int = 0,
+) -> float:
+    """Test accuracy of a logistic regression predicting ``y`` from codes ``x``.
+
+    ``(N, d), (N,), (M, d), (M,) -> float``. ``max_fit_samples`` caps the training rows
+    (a random subset, fixed by ``seed``) to bound the cost on large data sets.
+    """
+    keep = _subsample(len(train_x), max_fit_samples, seed)
+    x, y = np.asarray(train_x, dtype=np.float64)[keep], np.asarray(train_y)[keep]
+    if len(np.unique(y)) < 2:
+        raise ValueError("a D-score needs at least two classes in the training labels")
+    scaler = StandardScaler().fit(x)
+    clf = LogisticRegression(max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(scaler.transform(x), y)
+    return float(clf.score(scaler.transform(np.asarray(test_x, dtype=np.float64)), np.asarray(test_y)))
+
+
+def gmm_ari(codes: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float:
+    """ARI between a GMM clustering of ``codes`` (k = number of true classes) and ``labels``."""
+    k = len(np.unique(labels))
+    gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-4)
+    pred = gmm.fit_predict(np.asarray(codes, dtype=np.float64))
+    return float(adjusted_rand_score(labels, pred))
+
+
+def disentanglement_metrics(
+    train: dict[str, np.ndarray],
+    test: dict[str, np.ndarray],
+    *,
+    max_fit_samples: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All scores the available codes and labels allow.
+
+    ``train`` / ``test`` hold ``c_mu``, ``z_mu`` (either may be absent) and factor labels
+    (``content``, ``transform``). Returns ``{"d_c_c", "d_c_z", "sap_c", "ari_c", "d_z_z",
+    "d_z_c", "sap_z"}`` restricted to what can be computed.
+    """
+    out: dict[str, Any] = {}
+    codes = {name: (train.get(f"{name}_mu"), test.get(f"{name}_mu")) for name in ("c", "z")}
+
+    def score(code: str, factor: str) -> float | None:
+        tr, te = codes[code]
+        if tr is None or te is None or factor not in train or factor not in test:
+            return None
+        if len(np.unique(train[factor])) < 2:
+            return None
+        return d_score(tr, train[factor], te, test[factor], max_fit_samples=max_fit_samples, seed=seed)
+
+    for factor, own, other, tag in ((CONTENT, "c", "z", "c"), (TRANSFORM, "z", "c", "z")):
+        d_own, d_other = score(own, factor), score(other, factor)
+        if d_own is not None:
+            out[f"d_{tag}_{own}"] = d_own
+        if d_other is not None:
+            out[f"d_{tag}_{other}"] = d_other
+        if d_own is not None and d_other is not None:
+            out[f"sap_{tag}"] = abs(d_own - d_other)
+    if codes["c"][1] is not None and CONTENT in test and len(np.unique(test[CONTENT])) >= 2:
+        out["ari_c"] = gmm_ari(codes["c"][1], test[CONTENT], seed=seed)
+    return out

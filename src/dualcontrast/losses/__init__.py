@@ -1,0 +1,22 @@
+"""Loss terms as pure functions with documented shapes."""
+
+from .contrastive import (
+    abs_cosine,
+    cosine_distance_loss,
+    cosine_similarity_loss,
+    derangement,
+    info_nce,
+)
+from .vae import gaussian_kl, kl_term, reconstruction_mse, reference_kl
+
+__all__ = [
+    "abs_cosine",
+    "cosine_distance_loss",
+    "cosine_similarity_loss",
+    "derangement",
+    "gaussian_kl",
+    "info_nce",
+    "kl_term",
+    "reconstruction_mse",
+    "reference_kl",
+]

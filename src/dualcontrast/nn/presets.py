@@ -1,0 +1,86 @@
+"""The reference architectures of METHOD.md, selectable by name (``model.arch``).
+
+``auto`` picks by sample shape: volumes -> ``subtomo``; RGB or >= 64 px images -> ``linemod``;
+other images -> ``mnist``. The conv stacks adapt to any input size (the flattened feature
+size is measured, not assumed), so e.g. ``mnist`` also runs on 64x64 grey images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from torch import nn
+
+from ..errors import ConfigError
+from .decoders import ConvTransposeDecoder, MLPDecoder
+from .encoders import ConvEncoder
+
+ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
+    "mnist": {
+        "encoder": dict(
+            channels=(16, 32, 64), kernel=5, stride=2, padding=1, norm="instance", activation="relu"
+        ),
+        "mlp": dict(input_hidden=256, hidden=(512, 512, 512), activation="relu"),
+        "conv": dict(channels=(64, 32, 16), activation="relu"),
+    },
+    "linemod": {
+        "encoder": dict(
+            channels=(16, 32, 64, 128), kernel=5, stride=2, padding=1, norm="instance", activation="relu"
+        ),
+        "mlp": dict(input_hidden=None, hidden=(512, 512, 1024, 1024), activation="relu"),
+        "conv": dict(channels=(128, 64, 32, 16), activation="relu"),
+    },
+    "subtomo": {
+        "encoder": dict(
+            channels=(32, 64, 128),
+            kernel=4,
+            stride=2,
+            padding=1,
+            norm="none",
+            activation="leaky_relu",
+            head_channels=(512, 1024),
+            head_kernel=4,
+        ),
+        "mlp": dict(input_hidden=512, hidden=(1024, 1024, 1024, 5000), activation="leaky_relu"),
+        "conv": dict(channels=(128, 64, 32), activation="leaky_relu"),
+    },
+}
+
+
+def resolve_arch(arch: str, sample_shape: Sequence[int]) -> str:
+    if arch != "auto":
+        if arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown model.arch {arch!r}; known: auto, {', '.join(ARCHITECTURES)}")
+        return arch
+    if len(sample_shape) == 4:
+        return "subtomo"
+    channels, size = sample_shape[0], max(sample_shape[1:])
+    return "linemod" if channels == 3 or size >= 64 else "mnist"
+
+
+def build_encoder(
+    arch: str, sample_shape: Sequence[int], content_dim: int, transform_dim: int, **overrides: Any
+) -> ConvEncoder:
+    spec = {**ARCHITECTURES[resolve_arch(arch, sample_shape)]["encoder"], **overrides}
+    if len(sample_shape) == 4 and min(sample_shape[1:]) < 16 and spec.get("head_channels"):
+        # The k4 head needs >= 4 voxels left after three stride-2 convs; tiny test volumes skip it.
+        spec["head_kernel"] = 1
+    return ConvEncoder(sample_shape, content_dim, transform_dim, **spec)
+
+
+def build_decoder(
+    arch: str,
+    kind: str,
+    sample_shape: Sequence[int],
+    content_dim: int,
+    transform_dim: int,
+    *,
+    output: str,
+    **overrides: Any,
+) -> nn.Module:
+    if kind not in ("mlp", "conv"):
+        raise ConfigError(f"unknown model.decoder {kind!r} (use 'mlp' or 'conv')")
+    spec = {**ARCHITECTURES[resolve_arch(arch, sample_shape)][kind], **overrides, "output": output}
+    cls = MLPDecoder if kind == "mlp" else ConvTransposeDecoder
+    return cls(sample_shape, content_dim, transform_dim, **spec)

@@ -184,7 +184,7 @@ def split_dataset(data: Dataset, test_fraction: float, seed: int, name: str = "d
     if not 0.0 < test_fraction < 1.0:
         raise DataError(data.source, f"test fraction must be in (0, 1), got {test_fraction}")
     n = len(data)
-    n_test = max(1, int(round(n * test_fraction)))
+    n_test = max(1, round(n * test_fraction))
     if n - n_test < 1:
         raise DataError(data.source, f"only {n} samples: too few to split into train and test")
     perm = np.random.default_rng(seed).permutation(n)

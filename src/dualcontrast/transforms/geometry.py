@@ -45,7 +45,7 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
             1 - 2 * (x * x + y * y),
         ],
         -1,
-    ).reshape(q.shape[:-1] + (3, 3))
+    ).reshape((*q.shape[:-1], 3, 3))
 
 
 def random_rotation_3d(n: int, *, device=None, dtype=torch.float32, generator=None) -> torch.Tensor:
@@ -64,11 +64,11 @@ def euler_zyz_to_matrix(angles: torch.Tensor) -> torch.Tensor:
 
     def rz(t: torch.Tensor) -> torch.Tensor:
         c, s, o, i = torch.cos(t), torch.sin(t), torch.zeros_like(t), torch.ones_like(t)
-        return torch.stack([c, -s, o, s, c, o, o, o, i], -1).reshape(t.shape + (3, 3))
+        return torch.stack([c, -s, o, s, c, o, o, o, i], -1).reshape((*t.shape, 3, 3))
 
     def ry(t: torch.Tensor) -> torch.Tensor:
         c, s, o, i = torch.cos(t), torch.sin(t), torch.zeros_like(t), torch.ones_like(t)
-        return torch.stack([c, o, s, o, i, o, -s, o, c], -1).reshape(t.shape + (3, 3))
+        return torch.stack([c, o, s, o, i, o, -s, o, c], -1).reshape((*t.shape, 3, 3))
 
     return rz(a) @ ry(b) @ rz(g)
 

@@ -16,6 +16,7 @@ folder of ``.mrc``    one volume per file
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,27 @@ def _is_idx(path: Path) -> bool:
     return "idx" in name and "ubyte" in name
 
 
+# suffix -> (module, function); modules are imported on use, so 2D work never loads 3D readers.
+_LOADERS: dict[str, tuple[str, str]] = {
+    ".npz": ("images", "load_npz"),
+    ".npy": ("images", "load_npy"),
+    ".pkl": ("volumes", "load_pickle"),
+    ".pickle": ("volumes", "load_pickle"),
+    ".mrc": ("volumes", "load_mrc"),
+    ".mrcs": ("volumes", "load_mrc"),
+    ".map": ("volumes", "load_mrc"),
+    ".star": ("volumes", "load_star"),
+    ".h5": ("volumes", "load_h5"),
+    ".hdf5": ("volumes", "load_h5"),
+}
+
+
+def _loader(module: str, function: str) -> Callable[[Path], Dataset | DataSplits]:
+    return getattr(importlib.import_module(f"dualcontrast.data.{module}"), function)
+
+
 def load_path(path: str | Path) -> Dataset | DataSplits:
     """Read a data file or folder into a :class:`Dataset` (or ready-made splits)."""
-    from . import images, volumes
-
     p = Path(path)
     if not p.exists():
         raise DataError(p, "no such file or folder")
@@ -48,34 +66,20 @@ def load_path(path: str | Path) -> Dataset | DataSplits:
     if p.is_dir():
         files = [f for f in p.iterdir() if f.is_file()]
         if any(_is_idx(f) for f in files):
-            return images.load_idx(p)
+            return _loader("images", "load_idx")(p)
         if any(f.suffix.lower() in (".mrc", ".map") for f in files):
-            return volumes.load_mrc_folder(p)
-        return images.load_image_folder(p)
+            return _loader("volumes", "load_mrc_folder")(p)
+        return _loader("images", "load_image_folder")(p)
     if p.stat().st_size == 0:
         raise DataError(p, "file is empty")
     if _is_idx(p):
-        return images.load_idx(p)
-    loaders: dict[str, Callable[[Path], Dataset | DataSplits]] = {
-        ".npz": images.load_npz,
-        ".npy": images.load_npy,
-        ".pkl": volumes.load_pickle,
-        ".pickle": volumes.load_pickle,
-        ".mrc": volumes.load_mrc,
-        ".mrcs": volumes.load_mrc,
-        ".map": volumes.load_mrc,
-        ".star": volumes.load_star,
-        ".h5": volumes.load_h5,
-        ".hdf5": volumes.load_h5,
-    }
-    if suffix in loaders:
-        return loaders[suffix](p)
+        return _loader("images", "load_idx")(p)
+    if suffix in _LOADERS:
+        return _loader(*_LOADERS[suffix])(p)
     if suffix in _IMAGE_SUFFIXES:
         raise DataError(p, "a single image is not a data set; pass the folder that holds the images")
-    raise DataError(
-        p,
-        f"unrecognised data format {suffix or '(no suffix)'!r}; known: {', '.join(sorted(loaders))}, IDX, folders",
-    )
+    known = ", ".join(sorted(_LOADERS))
+    raise DataError(p, f"unrecognised data format {suffix or '(no suffix)'!r}; known: {known}, IDX, folders")
 
 
 def load_labels(path: str | Path, n: int) -> np.ndarray:

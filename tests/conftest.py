@@ -28,15 +28,6 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    """Two test workers on a 2-core machine would fight over threads; one each is faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(before, 2))
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_splits():
     from dualcontrast.data import load_data

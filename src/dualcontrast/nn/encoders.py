@@ -69,11 +69,16 @@ class ConvEncoder(nn.Module):
         inorm = nn.InstanceNorm2d if dims == 2 else nn.InstanceNorm3d
         layers: list[nn.Module] = []
         in_ch = sample_shape[0]
+        size = min(sample_shape[1:])
         for out_ch in channels:
             layers.append(conv(in_ch, out_ch, kernel, stride, padding))
-            if norm == "instance":
+            size = (size + 2 * padding - kernel) // stride + 1
+            if size < 1:
+                raise ValueError(f"input {tuple(sample_shape)} is too small for {len(channels)} stride-{stride} convs")
+            # Instance norm of a single pixel is identically zero, so small inputs skip it there.
+            if norm == "instance" and size > 1:
                 layers.append(inorm(out_ch))
-            elif norm != "none":
+            elif norm not in ("instance", "none"):
                 raise ValueError(f"unknown norm {norm!r}")
             layers.append(_activation(activation))
             in_ch = out_ch

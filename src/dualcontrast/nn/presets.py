@@ -63,9 +63,10 @@ def build_encoder(
     arch: str, sample_shape: Sequence[int], content_dim: int, transform_dim: int, **overrides: Any
 ) -> ConvEncoder:
     spec = {**ARCHITECTURES[resolve_arch(arch, sample_shape)]["encoder"], **overrides}
-    if len(sample_shape) == 4 and min(sample_shape[1:]) < 16 and spec.get("head_channels"):
-        # The k4 head needs >= 4 voxels left after three stride-2 convs; tiny test volumes skip it.
-        spec["head_kernel"] = 1
+    if spec.get("head_channels"):
+        # The k4 head reduces the 4^3 left of a 32^3 input to 1^3; smaller inputs get a smaller kernel.
+        left = min(sample_shape[1:]) // 2 ** len(spec["channels"])
+        spec["head_kernel"] = max(1, min(spec.get("head_kernel", 4), left))
     return ConvEncoder(sample_shape, content_dim, transform_dim, **spec)
 
 

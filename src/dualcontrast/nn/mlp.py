@@ -57,4 +57,3 @@ class MLPEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return self.heads(self.features(x))
-

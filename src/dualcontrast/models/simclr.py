@@ -1,0 +1,197 @@
+"""SimCLR with rotation augmentation, the setting of Von Kügelgen et al. (2021), in two variants.
+
+Both encode a batch ``x`` and its transformed copy ``T(x)`` (``transform`` section of the config;
+rotation U(-90, 90) degrees per sample by default) with DualContrast's conv encoder (same
+presets, same ``content_dim`` / ``transform_dim``), which outputs a content code c and a
+transformation code z.
+
+- ``simclr`` (discriminative; encoder only, no decoder):
+  ``L = w_infonce * InfoNCE(c(x), c(T(x)); temperature) + w_z_neg * mean |cos(z(x), z(T(x)))|``.
+  InfoNCE is the symmetric NT-Xent of :func:`dualcontrast.losses.info_nce` on the code means:
+  the two views of a sample are the positive pair, the other ``2B - 2`` codes the negatives.
+  How z is trained: DualContrast's paper describes this baseline as "positive pairs w.r.t.
+  content and negative pairs w.r.t. style"; z(x) and z(T(x)) are that negative pair, pushed to
+  orthogonal with the same absolute-cosine term DualContrast uses. With ``w_z_neg: 0`` z is an
+  untrained linear read-out of the shared encoder features. The log-variance heads get no
+  gradient here, so :meth:`encode` reports ``c_logvar`` and ``z_logvar`` as None.
+- ``simclr-gen`` (generative): the same terms plus DualContrast's ``L_vae`` (reconstruction from
+  sampled codes through the VAE decoder, ``gamma_c KL(c) + gamma_z KL(z)``), on x and, with
+  ``loss.vae_on_transformed``, on T(x). z is then trained by the decoder as well as by the
+  negative pair. The VAE weights come from the ``loss`` section (``w_rec``, ``gamma_c``,
+  ``gamma_z``, ``kl``, ``kl_normalization``, ``vae_on_transformed``); its contrastive weights
+  (``w_c_pos`` ...) belong to DualContrast and are not used.
+
+``model.params``: ``temperature`` (1.0, the default of the public code of Von Kügelgen et
+al.), ``w_infonce`` (1.0), ``w_z_neg`` (1.0). One Adam optimizer over all parameters.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..config import Config, LossConfig
+from ..errors import ConfigError
+from ..losses import cosine_similarity_loss, info_nce, kl_term, reconstruction_mse
+from ..nn import build_decoder, build_encoder
+from ..transforms import PairTransform, build_transform
+from .base import MODELS, Codes, DisentanglementModel, reparameterize
+from .params import method_params, non_negative, positive
+
+DEFAULTS: dict[str, Any] = {"temperature": 1.0, "w_infonce": 1.0, "w_z_neg": 1.0}
+VARIANTS = {"simclr": False, "simclr-gen": True}  # name -> generative
+
+
+def vae_terms(x: torch.Tensor, x_rec: torch.Tensor, codes: Codes, lc: LossConfig) -> dict[str, torch.Tensor]:
+    """DualContrast's ``L_vae`` pieces: ``rec`` (mean squared error), ``kl_c``, ``kl_z`` (scaled)."""
+    assert codes.c_mu is not None and codes.c_logvar is not None
+    assert codes.z_mu is not None and codes.z_logvar is not None
+    norm = float(math.prod(x.shape[1:])) if lc.kl_normalization == "pixels" else 1.0
+    ref = lc.kl == "reference"
+    return {
+        "rec": reconstruction_mse(x_rec.float(), x.float()),
+        "kl_c": kl_term(codes.c_mu.float(), codes.c_logvar.float(), normalizer=norm, reference=ref),
+        "kl_z": kl_term(codes.z_mu.float(), codes.z_logvar.float(), normalizer=norm, reference=ref),
+    }
+
+
+class SimCLR(DisentanglementModel):
+    def __init__(
+        self,
+        sample_shape: Sequence[int],
+        *,
+        generative: bool,
+        content_dim: int = 10,
+        transform_dim: int = 10,
+        arch: str = "auto",
+        decoder: str = "mlp",
+        output: str = "sigmoid",
+        encoder_options: dict[str, Any] | None = None,
+        decoder_options: dict[str, Any] | None = None,
+        temperature: float = 1.0,
+        w_infonce: float = 1.0,
+        w_z_neg: float = 1.0,
+        loss: LossConfig | None = None,
+        transform: PairTransform | None = None,
+    ):
+        super().__init__()
+        self.generative = generative
+        self.sample_shape = tuple(sample_shape)
+        self.content_dim = content_dim
+        self.transform_dim = transform_dim
+        self.encoder = build_encoder(
+            arch, sample_shape, content_dim, transform_dim, **(encoder_options or {})
+        )
+        if generative:
+            self.decoder = build_decoder(
+                arch,
+                decoder,
+                sample_shape,
+                content_dim,
+                transform_dim,
+                output=output,
+                **(decoder_options or {}),
+            )
+        self.temperature = temperature
+        self.w_infonce = w_infonce
+        self.w_z_neg = w_z_neg
+        self.loss_cfg = loss or LossConfig()
+        if self.loss_cfg.kl not in ("standard", "reference"):
+            raise ConfigError(f"loss.kl must be 'standard' or 'reference', got {self.loss_cfg.kl!r}")
+        if self.loss_cfg.kl_normalization not in ("pixels", "sample"):
+            raise ConfigError(
+                f"loss.kl_normalization must be 'pixels' or 'sample', got {self.loss_cfg.kl_normalization!r}"
+            )
+        self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
+
+    @classmethod
+    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> SimCLR:
+        name = cfg.model.name
+        p = method_params(name, cfg.model.params, DEFAULTS)
+        m = cfg.model
+        return cls(
+            sample_shape,
+            generative=VARIANTS[name],
+            content_dim=m.content_dim,
+            transform_dim=m.transform_dim,
+            arch=m.arch,
+            decoder=m.decoder,
+            output=output,
+            encoder_options=m.encoder_options,
+            decoder_options=m.decoder_options,
+            temperature=positive(name, "temperature", p["temperature"]),
+            w_infonce=non_negative(name, "w_infonce", p["w_infonce"]),
+            w_z_neg=non_negative(name, "w_z_neg", p["w_z_neg"]),
+            loss=LossConfig(**vars(cfg.loss)),
+            transform=build_transform(cfg.transform),
+        )
+
+    # -- contract -----------------------------------------------------------------------------
+    def posterior(self, x: torch.Tensor) -> Codes:
+        """All four encoder outputs, log-variances included (trained only in ``simclr-gen``)."""
+        return Codes(*self.encoder(x))
+
+    def encode(self, x: torch.Tensor) -> Codes:
+        codes = self.posterior(x)
+        if self.generative:
+            return codes
+        return Codes(codes.c_mu, None, codes.z_mu, None)
+
+    def decode(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor | None:
+        return self.decoder(c, z) if self.generative else None
+
+    @property
+    def has_decoder(self) -> bool:
+        return self.generative
+
+    def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
+        return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
+
+    def training_step(
+        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
+    ) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            xt = self.transform(x)
+        with self.autocast():
+            loss, terms = self.loss_terms(x, xt)
+        opt = optimizers["main"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_step(opt)
+        terms["loss"] = loss
+        return {k: v.detach() for k, v in terms.items()}
+
+    # -- loss -----------------------------------------------------------------------------------
+    def loss_terms(self, x: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Total loss and its raw terms for views ``x`` and ``xt`` (``(B, C, ...)`` each)."""
+        b = x.shape[0]
+        both = self.posterior(torch.cat([x, xt]))
+        cx, ct = both.split([b, b])
+        assert cx.c_mu is not None and ct.c_mu is not None and cx.z_mu is not None and ct.z_mu is not None
+        terms = {"infonce": info_nce(cx.c_mu.float(), ct.c_mu.float(), self.temperature)}
+        loss = self.w_infonce * terms["infonce"]
+        if self.w_z_neg:
+            terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float())
+            loss = loss + self.w_z_neg * terms["z_neg"]
+        if self.generative:
+            views = both if self.loss_cfg.vae_on_transformed else cx
+            target = torch.cat([x, xt]) if self.loss_cfg.vae_on_transformed else x
+            assert views.c_logvar is not None and views.z_logvar is not None
+            rec = self.decoder(
+                reparameterize(views.c_mu, views.c_logvar), reparameterize(views.z_mu, views.z_logvar)
+            )
+            vt = vae_terms(target, rec, views, self.loss_cfg)
+            # Per-view sums, as DualContrast adds L_vae(x) and L_vae(T(x)).
+            n_views = 2.0 if self.loss_cfg.vae_on_transformed else 1.0
+            vt = {k: v * n_views for k, v in vt.items()}
+            lc = self.loss_cfg
+            loss = loss + lc.w_rec * vt["rec"] + lc.gamma_c * vt["kl_c"] + lc.gamma_z * vt["kl_z"]
+            terms.update(vt)
+        return loss, terms
+
+
+for _name in VARIANTS:
+    MODELS.register(_name)(SimCLR)

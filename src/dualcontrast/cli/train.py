@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
+from pathlib import Path
 
 from .common import add_config_args, add_device_arg, data_layer, default_run_name, load_splits, resolve_config
 
@@ -72,12 +72,13 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(cfg.train.device)
     # Everything that can fail on bad input happens before the run directory is touched.
     splits = load_splits(cfg)
-    if run is None:
-        run = RunDir.create(args.outdir or default_run_name(cfg), overwrite=args.overwrite)
-    trainer = Trainer(cfg, run, splits, device, callbacks=[periodic_eval(run, cfg, splits, device)])
+    target = run or RunDir(Path(args.outdir) if args.outdir else default_run_name(cfg))
+    trainer = Trainer(cfg, target, splits, device, callbacks=[periodic_eval(target, cfg, splits, device)])
+    if run is None:  # the model and data are valid: only now is the directory made
+        run = RunDir.create(target.root, overwrite=args.overwrite)
     if args.resume:
         trainer.resume()
-    save_config(cfg, run.config, command=["dualcontrast", *sys.argv[1:]])
+    save_config(cfg, run.config, command=["dualcontrast", *args.argv])
     log.info(
         "training %s on %s (%d train / %d test) on %s -> %s",
         cfg.model.name,

@@ -14,7 +14,8 @@ from ..training.rundir import RunDir
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="YAML", help="config file (see configs/); flags below override it")
+    p.add_argument("--config", metavar="YAML", action="append", default=[],
+                   help="config file (see configs/); repeat to layer files; flags override them")
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
@@ -47,10 +48,9 @@ def flag_layer(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, A
 def resolve_config(
     args: argparse.Namespace, flags: dict[str, str], base: dict[str, Any] | None = None
 ) -> Config:
-    """defaults < ``base`` < --config < flags < --set."""
+    """defaults < ``base`` < each --config in order < flags < --set."""
     layers: list[dict[str, Any]] = [base or {}]
-    if getattr(args, "config", None):
-        layers.append(load_yaml(args.config))
+    layers += [load_yaml(path) for path in getattr(args, "config", [])]
     layers.append(flag_layer(args, flags))
     layers += [parse_override(o) for o in getattr(args, "overrides", [])]
     return build_config(*layers)

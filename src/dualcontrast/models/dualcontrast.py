@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,7 +36,7 @@ from ..errors import ConfigError
 from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, kl_term, reconstruction_mse
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
-from .base import MODELS, Codes, DisentanglementModel, reparameterize
+from .base import MODELS, Codes, DisentanglementModel
 
 # Table 1 ablations: model name -> loss weights forced to zero.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -126,13 +127,6 @@ class DualContrast(DisentanglementModel):
         return self._fused_step(x, optimizers)
 
     # -- loss pieces --------------------------------------------------------------------------
-    def _reconstruct(self, codes: Codes) -> torch.Tensor:
-        assert codes.c_mu is not None and codes.c_logvar is not None
-        assert codes.z_mu is not None and codes.z_logvar is not None
-        return self.decoder(
-            reparameterize(codes.c_mu, codes.c_logvar), reparameterize(codes.z_mu, codes.z_logvar)
-        )
-
     def _vae_terms(self, x: torch.Tensor, x_rec: torch.Tensor, codes: Codes) -> dict[str, torch.Tensor]:
         lc = self.loss_cfg
         norm = float(self.pixels) if lc.kl_normalization == "pixels" else 1.0
@@ -183,48 +177,87 @@ class DualContrast(DisentanglementModel):
             loss = loss + self._cos_weight("w_z_neg") * terms["z_neg"]
         return loss, terms
 
-    def _prior_pair(self, c_a: torch.Tensor, c_b: torch.Tensor) -> torch.Tensor:
-        """Decode one prior draw z* per row with two contents: ``(2B, ...)`` images, no graph."""
-        z_star = torch.randn(c_a.shape[0], self.transform_dim, device=c_a.device, dtype=c_a.dtype)
-        with torch.no_grad():
-            return self.decoder(torch.cat([c_a, c_b]).detach(), torch.cat([z_star, z_star]))
+    def draw(self, x: torch.Tensor) -> StepDraws:
+        """Every random draw of one step on batch ``x``, taken in a fixed order.
 
-    # -- the two steps --------------------------------------------------------------------------
-    def _fused_step(self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer]) -> dict[str, torch.Tensor]:
+        Both steps consume exactly these draws, so from the same RNG state they see the same
+        transformations, noise and pairings (the equivalence tests and the quality comparison
+        of the benchmark rely on it). Draws a term does not use are still taken, so ablations
+        see the same stream too.
+        """
         b = x.shape[0]
-        lc = self.loss_cfg
         with torch.no_grad():
             xt = self.transform(x)
+        dev, dt = x.device, x.dtype
+        return StepDraws(
+            xt=xt,
+            eps_c=torch.randn(2 * b, self.content_dim, device=dev, dtype=dt),
+            eps_z=torch.randn(2 * b, self.transform_dim, device=dev, dtype=dt),
+            neg=derangement(b, dev),
+            perm_a=torch.randperm(b, device=dev),
+            perm_b=torch.randperm(b, device=dev),
+            z_star=torch.randn(b, self.transform_dim, device=dev, dtype=dt),
+        )
+
+    def _decode_sample(self, codes: Codes, eps_c: torch.Tensor, eps_z: torch.Tensor) -> torch.Tensor:
+        assert codes.c_mu is not None and codes.c_logvar is not None
+        assert codes.z_mu is not None and codes.z_logvar is not None
+        return self.decoder(
+            _sample(codes.c_mu, codes.c_logvar, eps_c), _sample(codes.z_mu, codes.z_logvar, eps_z)
+        )
+
+    def _z_positive(self, z1: torch.Tensor, z2: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms["z_pos"] = cosine_distance_loss(z1.float(), z2.float())
+        return self._cos_weight("w_z_pos") * terms["z_pos"]
+
+    # -- the two steps --------------------------------------------------------------------------
+    def _fused_step(
+        self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer], draws: StepDraws | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The objective of :meth:`_reference_step` with nothing computed twice.
+
+        - one encoder pass over ``[x, T(x)]`` (per-sample encoders: concatenating changes no
+          output); the content negatives are the codes of ``x`` permuted, not a re-encoding;
+        - one decoder pass over both reconstructions;
+        - the z-positive images decoded from the contents of ``x`` already computed, under
+          ``no_grad`` (the reference backpropagates through the decoder's weights only to
+          discard the result), then one encoder pass over both;
+        - both gradients are taken at the same weights before either optimizer steps. The
+          reference builds the z-positive pair after the main step; that is the only
+          difference (tests/unit/test_fused_step.py proves the gradients equal otherwise).
+        """
+        d = draws if draws is not None else self.draw(x)
+        b = x.shape[0]
+        lc = self.loss_cfg
         with self.autocast():
-            both = self.encode(torch.cat([x, xt]))
+            both = self.encode(torch.cat([x, d.xt]))
             cx, ct = both.split([b, b])
             if lc.vae_on_transformed:
-                rec = self._reconstruct(both)
-                rec_x, rec_t = rec[:b], rec[b:]
+                rec_x, rec_t = self._decode_sample(both, d.eps_c, d.eps_z).split([b, b])
             else:
-                rec_x, rec_t = self._reconstruct(cx), None
-            c_neg = cx.c_mu[derangement(b, x.device)] if lc.w_c_neg else None
-            loss, terms = self._main_terms(x, xt, cx, ct, c_neg, rec_x, rec_t)
+                rec_x, rec_t = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b]), None
+            assert cx.c_mu is not None
+            c_neg = cx.c_mu[d.neg] if lc.w_c_neg else None
+            loss, terms = self._main_terms(x, d.xt, cx, ct, c_neg, rec_x, rec_t)
             z_pos_loss = None
             if lc.w_z_pos:
-                c_det = cx.c_mu.detach()
-                pair = self._prior_pair(
-                    c_det[torch.randperm(b, device=x.device)], c_det[torch.randperm(b, device=x.device)]
-                )
-                z12 = self.encode(pair).z_mu.float()
-                terms["z_pos"] = cosine_distance_loss(z12[:b], z12[b:])
-                z_pos_loss = self._cos_weight("w_z_pos") * terms["z_pos"]
+                c = cx.c_mu.detach()
+                with torch.no_grad():
+                    pair = self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
+                z_pair = self.encode(pair).z_mu
+                assert z_pair is not None
+                z_pos_loss = self._z_positive(z_pair[:b], z_pair[b:], terms)
         main, enc = opt["main"], opt["encoder"]
-        main.zero_grad(set_to_none=True)
         enc_params = list(self.encoder.parameters())
+        z_grads = None
         if z_pos_loss is not None:
-            # The z-positive graph only reaches encoder weights (the decode ran without a graph),
-            # so its gradient is taken separately before the main step changes the weights.
+            # The z-positive graph reaches only encoder weights; its gradient is taken now, at
+            # the weights the main loss sees, and applied after the main step.
             z_grads = torch.autograd.grad(z_pos_loss, enc_params, allow_unused=True)
+        main.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_step(main)
-        if z_pos_loss is not None:
-            enc.zero_grad(set_to_none=True)
+        if z_grads is not None:
             for p, g in zip(enc_params, z_grads, strict=True):
                 p.grad = g
             self.optimizer_step(enc, enc_params)
@@ -233,38 +266,71 @@ class DualContrast(DisentanglementModel):
         return {k: v.detach() for k, v in terms.items()}
 
     def _reference_step(
-        self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer]
+        self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer], draws: StepDraws | None = None
     ) -> dict[str, torch.Tensor]:
+        """The published per-step procedure (train_mnist.py / train_subtomo.py of the authors).
+
+        Seven encoder passes (x, T(x), the permuted x, two more permuted copies for the
+        z-positive contents, the two decoded images) and four decoder passes; the main loss
+        is backpropagated and stepped first, then the z-positive pair is built with the
+        updated weights and backpropagated through decoder and encoder, and only the
+        encoder optimizer steps. Kept as the speed baseline and the check that the fused
+        step learns the same thing.
+        """
+        d = draws if draws is not None else self.draw(x)
         b = x.shape[0]
         lc = self.loss_cfg
-        with torch.no_grad():
-            xt = self.transform(x)
         with self.autocast():
             cx = self.encode(x)
-            rec_x = self._reconstruct(cx)
-            ct = self.encode(xt)
-            rec_t = self._reconstruct(ct) if lc.vae_on_transformed else None
-            c_neg = self.encode(x[derangement(b, x.device)]).c_mu if lc.w_c_neg else None
-            loss, terms = self._main_terms(x, xt, cx, ct, c_neg, rec_x, rec_t)
+            rec_x = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b])
+            ct = self.encode(d.xt)
+            rec_t = self._decode_sample(ct, d.eps_c[b:], d.eps_z[b:]) if lc.vae_on_transformed else None
+            c_neg = self.encode(x[d.neg]).c_mu if lc.w_c_neg else None
+            loss, terms = self._main_terms(x, d.xt, cx, ct, c_neg, rec_x, rec_t)
         opt["main"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_step(opt["main"])
         if lc.w_z_pos:
             with self.autocast():
-                c_a = self.encode(x[torch.randperm(b, device=x.device)]).c_mu
-                c_b = self.encode(x[torch.randperm(b, device=x.device)]).c_mu
-                z_star = torch.randn(b, self.transform_dim, device=x.device, dtype=c_a.dtype)
-                x1 = self.decoder(c_a.detach(), z_star)
-                x2 = self.decoder(c_b.detach(), z_star)
+                c_a = self.encode(x[d.perm_a]).c_mu
+                c_b = self.encode(x[d.perm_b]).c_mu
+                assert c_a is not None and c_b is not None
+                x1 = self.decoder(c_a.detach(), d.z_star)
+                x2 = self.decoder(c_b.detach(), d.z_star)
                 z1, z2 = self.encode(x1).z_mu, self.encode(x2).z_mu
-                terms["z_pos"] = cosine_distance_loss(z1.float(), z2.float())
-                z_pos_loss = self._cos_weight("w_z_pos") * terms["z_pos"]
+                assert z1 is not None and z2 is not None
+                z_pos_loss = self._z_positive(z1, z2, terms)
             opt["encoder"].zero_grad(set_to_none=True)
             z_pos_loss.backward()
             self.optimizer_step(opt["encoder"])
             loss = loss + z_pos_loss.detach()
         terms["loss"] = loss
         return {k: v.detach() for k, v in terms.items()}
+
+
+@dataclass
+class StepDraws:
+    """The random draws of one step. ``B`` = batch size.
+
+    ``xt``: ``T(x)``, like ``x``; ``eps_c`` ``(2B, dc)`` / ``eps_z`` ``(2B, dz)``: the
+    reparameterisation noise of ``x`` (first ``B`` rows) and ``T(x)``; ``neg``: ``(B,)``
+    derangement pairing each sample with a content negative; ``perm_a`` / ``perm_b``:
+    ``(B,)`` the samples whose contents decode the z-positive pair; ``z_star``: ``(B, dz)``
+    the shared prior draw of each pair.
+    """
+
+    xt: torch.Tensor
+    eps_c: torch.Tensor
+    eps_z: torch.Tensor
+    neg: torch.Tensor
+    perm_a: torch.Tensor
+    perm_b: torch.Tensor
+    z_star: torch.Tensor
+
+
+def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """The reparameterisation ``mu + eps * sigma`` with given noise. ``(B, d) x3 -> (B, d)``."""
+    return mu + eps * torch.exp(0.5 * logvar)
 
 
 def _check_loss(lc: LossConfig) -> None:

@@ -96,3 +96,17 @@ def test_gmm_ari_on_separated_clusters():
     centres = np.array([[0, 0], [10, 0], [0, 10]])
     x = centres[labels] + rng.standard_normal((300, 2))
     assert gmm_ari(x, labels) == pytest.approx(1.0)
+
+
+def test_within_content_scores_and_flattening():
+    from dualcontrast.evaluation import flat_scores
+
+    ctr, ttr = factors(2000, seed=1)
+    cte, tte = factors(1000, seed=2)
+    m = disentanglement_metrics(codes("perfect", ctr, ttr, 3), codes("perfect", cte, tte, 4))
+    assert set(m["within_content"]) == {"0", "1", "2", "3", "4"}
+    for scores in m["within_content"].values():
+        assert scores["d_z_z"] == pytest.approx(1.0) and scores["d_z_c"] < 0.5
+    flat = flat_scores(m)
+    assert flat["d_z_z@content=2"] == m["within_content"]["2"]["d_z_z"]
+    assert all(isinstance(v, float) for v in flat.values())

@@ -57,6 +57,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..config import load_yaml, save_config
     from ..errors import ConfigError
+    from ..evaluation import flat_scores
     from ..evaluation.run import evaluate_run, periodic_eval
     from ..training import RunDir, Trainer, resolve_device
 
@@ -91,6 +92,6 @@ def main(args: argparse.Namespace) -> int:
     state = trainer.fit()
     if not args.no_eval:
         doc = evaluate_run(run, cfg, state.model, splits, device, epoch=state.epoch)
-        scores = ", ".join(f"{k}={v:.3f}" for k, v in doc["scores"].items())
+        scores = ", ".join(f"{k}={v:.3f}" for k, v in flat_scores(doc["scores"]).items())
         log.warning("run %s: %s", run.root, scores or "no labels to score")
     return 0

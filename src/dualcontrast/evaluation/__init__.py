@@ -1,7 +1,7 @@
 """Evaluation: codes for a data set and the metrics computed on them."""
 
 from .embed import CODE_KEYS, embed, embed_splits, save_embeddings, split_view
-from .metrics import PROTOCOL, d_score, disentanglement_metrics, gmm_ari
+from .metrics import PROTOCOL, d_score, disentanglement_metrics, flat_scores, gmm_ari
 
 __all__ = [
     "CODE_KEYS",
@@ -10,6 +10,7 @@ __all__ = [
     "disentanglement_metrics",
     "embed",
     "embed_splits",
+    "flat_scores",
     "gmm_ari",
     "save_embeddings",
     "split_view",

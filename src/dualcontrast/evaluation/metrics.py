@@ -28,6 +28,7 @@ PROTOCOL = {
     "fit on train codes, scored on test codes",
     "sap": "|D(own code) - D(other code)| per factor",
     "ari_c": "ARI of GaussianMixture(k = #true classes, full covariance, seed) on test content means",
+    "within_content": "D(z|z), D(z|c), SAP(z) with train and test restricted to one true content class",
 }
 
 
@@ -105,4 +106,43 @@ def disentanglement_metrics(
             out[f"sap_{tag}"] = abs(d_own - d_other)
     if codes["c"][1] is not None and CONTENT in test and len(np.unique(test[CONTENT])) >= 2:
         out["ari_c"] = gmm_ari(codes["c"][1], test[CONTENT], seed=seed)
+    if CONTENT in train and TRANSFORM in train:
+        within = _within_content(train, test, max_fit_samples=max_fit_samples, seed=seed)
+        if within:
+            out["within_content"] = within
     return out
+
+
+def _within_content(train: dict[str, np.ndarray], test: dict[str, np.ndarray], **kwargs: Any) -> dict[str, dict]:
+    """D(z|z), D(z|c), SAP(z) restricted to each content class.
+
+    Where the transformation state means something different for each identity (the
+    conformations of one protein are not those of another), only these are meaningful.
+    """
+    out: dict[str, dict] = {}
+    for cls in np.unique(train[CONTENT]):
+        tr = {k: v[train[CONTENT] == cls] for k, v in train.items()}
+        te = {k: v[test[CONTENT] == cls] for k, v in test.items()}
+        if len(np.unique(tr[TRANSFORM])) < 2 or len(te[TRANSFORM]) == 0:
+            continue
+        scores = {}
+        for code in ("z", "c"):
+            if f"{code}_mu" in tr:
+                scores[f"d_z_{code}"] = d_score(tr[f"{code}_mu"], tr[TRANSFORM], te[f"{code}_mu"], te[TRANSFORM], **kwargs)
+        if "d_z_z" in scores and "d_z_c" in scores:
+            scores["sap_z"] = abs(scores["d_z_z"] - scores["d_z_c"])
+        out[str(int(cls))] = scores
+    return out
+
+
+def flat_scores(scores: dict[str, Any]) -> dict[str, float]:
+    """One level of float scores: ``within_content[k][m]`` becomes ``"m@content=k"``."""
+    flat: dict[str, float] = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            for cls, inner in value.items():
+                for name, v in inner.items():
+                    flat[f"{name}@content={cls}"] = float(v)
+        else:
+            flat[key] = float(value)
+    return flat

@@ -16,7 +16,7 @@ from ..models.base import DisentanglementModel
 from ..training.rundir import RunDir
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
-from .metrics import PROTOCOL, disentanglement_metrics
+from .metrics import PROTOCOL, disentanglement_metrics, flat_scores
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def periodic_eval(run: RunDir, cfg: Config, splits: DataSplits, device: torch.de
             state.model, splits, batch_size=cfg.eval.batch_size, device=device, progress=False
         )
         scores = compute_metrics(arrays, cfg)
-        append_csv(run.eval_log, {"epoch": state.epoch, **{k: round(v, 4) for k, v in scores.items()}})
+        append_csv(run.eval_log, {"epoch": state.epoch, **{k: round(v, 4) for k, v in flat_scores(scores).items()}})
         log.info("epoch %d: %s", state.epoch, scores)
 
     return callback

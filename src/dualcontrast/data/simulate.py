@@ -132,7 +132,7 @@ def resample_map(
     if not np.isfinite(density).all():
         raise DataError(where, "map contains NaN or Inf values")
     if abs(map_voxel_size - voxel_size) > 1e-6 * voxel_size:
-        density = ndimage.zoom(density, map_voxel_size / voxel_size, order=3, mode="constant", grid_mode=True)
+        density = ndimage.zoom(density, map_voxel_size / voxel_size, order=3, mode="grid-constant", grid_mode=True)
     n = density.shape[0]
     out = np.zeros((box, box, box), np.float32)
     if n >= box:

@@ -12,7 +12,7 @@ import torch
 from scipy import ndimage
 
 from dualcontrast.analysis import averaging as avg
-from dualcontrast.analysis.star import poses_from_star, relion_pose, write_particles_star
+from dualcontrast.analysis.star import export_particles, poses_from_star, relion_pose, write_particles_star
 from dualcontrast.data.base import Dataset
 from dualcontrast.data.phantoms import Blobs, render
 from dualcontrast.data.simulate import fourier_shift, rotations_from_table, simulate_subtomograms
@@ -206,3 +206,24 @@ def test_relion_pose_round_trip_and_errors(tmp_path):
     write_particles_star(tmp_path / "y.star", ["a.mrc"], box=16)
     with pytest.raises(DataError, match="already exists"):
         write_particles_star(tmp_path / "y.star", ["a.mrc"], box=16)
+
+
+def test_export_particles_round_trips_through_load_star(tmp_path, particles):
+    from dualcontrast.data.volumes import load_star
+
+    volumes, table = particles
+    r, t = _poses(table)
+    keep = np.array([7, 2, 30])
+    star = export_particles(tmp_path / "cluster3.star", volumes, indices=keep, rotations=r[keep], shifts=t[keep],
+                            voxel_size=1.0, class_number=4, extra_columns={"dcIdentity": np.zeros(3, int)})  # fmt: skip
+    data = load_star(star)
+    np.testing.assert_array_equal(data.batch(np.arange(3)), volumes[keep])
+    rows = starfile.read(star)["particles"]
+    assert list(rows["rlnClassNumber"]) == [4, 4, 4] and rows["rlnImageName"].iloc[0] == "1@cluster3.mrcs"
+    angles = rows[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
+    origins = rows[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy() / 10.0
+    r2, t2 = poses_from_star(angles, origins, box=24)
+    np.testing.assert_allclose(r2, r[keep], atol=1e-5)
+    np.testing.assert_allclose(t2, t[keep], atol=1e-5)
+    with pytest.raises(DataError, match="already exists"):
+        export_particles(tmp_path / "cluster3.star", volumes, indices=keep)

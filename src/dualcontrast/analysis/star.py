@@ -131,3 +131,51 @@ def _check_rows(path: Path, n: int, **arrays: np.ndarray) -> None:
     for name, values in arrays.items():
         if len(values) != n:
             raise DataError(path, f"{name} has {len(values)} rows but there are {n} particles")
+
+
+def export_particles(
+    star_path: str | Path,
+    volumes,
+    *,
+    indices: np.ndarray | None = None,
+    rotations: np.ndarray | None = None,
+    shifts: np.ndarray | None = None,
+    voxel_size: float = 1.0,
+    class_number: int | None = None,
+    extra_columns: Mapping[str, np.ndarray] | None = None,
+    batch_size: int = 256,
+    overwrite: bool = False,
+    **optics,
+) -> Path:
+    """Write particles ``indices`` of ``volumes`` as an MRC volume stack ``<stem>.mrcs`` plus a STAR file.
+
+    For data without per-particle files (HDF5, pickles, the built-in sets) this makes a cluster
+    readable by RELION. ``volumes`` is ``(N, 1, n, n, n)`` / ``(N, n, n, n)``, in memory or lazy,
+    copied batch by batch. ``rotations`` / ``shifts`` are per exported particle (our convention);
+    ``optics`` go to :func:`write_particles_star` (voltage_kv, cs_mm, amplitude_contrast).
+    """
+    import mrcfile
+
+    star = Path(star_path)
+    stack = star.with_suffix(".mrcs")
+    for p in (star, stack):
+        if p.exists() and not overwrite:
+            raise DataError(p, "already exists; choose another name or pass overwrite=True")
+    rows = np.arange(volumes.shape[0]) if indices is None else np.asarray(indices, dtype=np.int64)
+    if len(rows) == 0:
+        raise DataError(star, "no particles to write")
+    box = int(volumes.shape[-1])
+    with mrcfile.new_mmap(stack, shape=(len(rows), box, box, box), mrc_mode=2, overwrite=True) as mrc:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            order = np.argsort(chunk, kind="stable")  # lazy readers like sorted rows
+            block = np.asarray(volumes[chunk[order]], dtype=np.float32).reshape(len(chunk), box, box, box)
+            mrc.data[start + order] = block
+        mrc.voxel_size = voxel_size * 10.0
+        mrc.update_header_stats()
+    names = [f"{i + 1}@{stack.name}" for i in range(len(rows))]
+    classes = None if class_number is None else np.full(len(rows), int(class_number))
+    return write_particles_star(
+        star, names, rotations=rotations, shifts=shifts, voxel_size=voxel_size, box=box,
+        class_numbers=classes, extra_columns=extra_columns, overwrite=overwrite, **optics,
+    )  # fmt: skip

@@ -316,14 +316,23 @@ class _Aligner:
     Call :meth:`set_reference` with each new reference, then :meth:`align` per particle batch.
     """
 
-    def __init__(self, box: int, n_rotations: int, lowpass: float, max_shift: float, device):
+    def __init__(
+        self,
+        box: int,
+        n_rotations: int,
+        lowpass: float,
+        max_shift: float,
+        device,
+        local_radius: float | None = None,
+    ):
+        """``local_radius`` (radians) is the first refinement ball; default: the grid's spacing."""
         self.device = torch.device(device)
         self.prep = _prep_for(box, lowpass, self.device)
         m = self.prep.small
         self.mask = torch.as_tensor(soft_sphere_mask(m, radius=m / 2.0 - 1.5, edge=1.5), device=self.device)
         self.grid = so3_grid(n_rotations).to(torch.float32).to(self.device)
-        spacing = grid_spacing(n_rotations)
-        self.local = [local_rotations(r).float().to(self.device) for r in (spacing, spacing / 2, spacing / 4)]
+        radius = grid_spacing(n_rotations) if local_radius is None else local_radius
+        self.local = [local_rotations(r).float().to(self.device) for r in (radius, radius / 2, radius / 4)]
         self.window = _shift_window(m, max_shift / self.prep.bin, self.device)
         self.ref_small: torch.Tensor | None = None
 
@@ -332,11 +341,6 @@ class _Aligner:
         self.ref_small = self.prep(reference[None])[0]
         self.grid_refs = _RotatedRefs(self.ref_small, self.grid, self.mask) if search else None
         self.local_refs = [_RotatedRefs(self.ref_small, r, self.mask) for r in self.local]
-
-    def search_grid(self, small: torch.Tensor, shifts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Best grid rotation ``(B, 3, 3)`` and its score for prepared particles centred by ``shifts``."""
-        index, score = _best_rotation(fourier_shift(small, -shifts / self.prep.bin), self.grid_refs)
-        return self.grid[index], score
 
     def align(
         self, small: torch.Tensor, shifts: torch.Tensor, rotations: torch.Tensor | None = None
@@ -524,14 +528,14 @@ def _seed_reference(
     candidates = rng.choice(n, size=min(n_candidates, n), replace=False)
     probe = np.sort(rng.choice(n, size=min(n, 64), replace=False))
     probe_small = aligner.prep(load(probe))
-    coarse = _Aligner(box, max(200, aligner.grid.shape[0] // 4), 1.0, 0.0, dev)
-    coarse.prep, coarse.mask = aligner.prep, aligner.mask
+    coarse_grid = so3_grid(max(200, aligner.grid.shape[0] // 4)).to(torch.float32).to(dev)
     best, best_score = None, -np.inf
     for c in candidates:
         seed_ref = _unwarp(load(np.array([c])), torch.eye(3, device=dev)[None], shifts[[c]])[0]
-        coarse.set_reference(seed_ref)
+        refs = _RotatedRefs(aligner.prep(seed_ref[None])[0], coarse_grid, aligner.mask)
         others = probe != c
-        _, score = coarse.search_grid(probe_small[others], shifts[probe[others]])
+        centred = fourier_shift(probe_small[others], -shifts[probe[others]] / aligner.prep.bin)
+        _, score = _best_rotation(centred, refs)
         if float(score.mean()) > best_score:
             best, best_score = seed_ref, float(score.mean())
     logger.info("seed reference: best of %d candidates, mean score %.3f", len(candidates), best_score)
@@ -570,7 +574,8 @@ def align_maps(
         small = coarse.prep(x)
         shifts = coarse.centre(small, spherical_average(coarse.ref_small))
         r, t, _ = coarse.align(small, shifts)
-        fine = _Aligner(box, n_rotations * 8, 1.0, max_shift, device)
+        # Refine within twice the coarse search's final step, with the full band.
+        fine = _Aligner(box, 1, 1.0, max_shift, device, local_radius=grid_spacing(n_rotations) / 2)
         fine.set_reference(ref, search=False)
         r, t, s = fine.align(fine.prep(x), t, rotations=r)
         aligned = _unwarp(x, r, t)[0]

@@ -22,6 +22,8 @@ public Harmony code (see METHOD.md):
   U(-4, 4) voxels; one draw per sample. Warps are bilinear / trilinear with zero padding.
 - The 2D encoder is a tanh MLP (512-512-512-512-128); the 3D encoder is the conv encoder that
   DualContrast reuses (``nn.presets`` ``subtomo``) and the 3D decoder is a transposed-conv one.
+  The MLP is the default in 2D for faithfulness; it learns content much more slowly than the
+  conv encoder (``encoder: conv``, the same network DualContrast uses) in short runs.
 
 Transformations follow :func:`dualcontrast.transforms.geometry.warp`: parameters ``k`` give a
 matrix ``M`` and a shift ``t`` (pixels / voxels) and ``T(x, k) = warp(x, M, t)``. The encoder

@@ -95,6 +95,11 @@ def main(args: argparse.Namespace) -> int:
         source=np.array([m.source for m in maps]),
         voxel_size_nm=np.float64(args.voxel_size),
     )
-    log.warning("wrote %d subtomograms of %d maps to %s (+ ground truth, %s)", len(table["identity"]),
-                len(maps), out, maps_out.name)
+    log.warning(
+        "wrote %d subtomograms of %d maps to %s (+ ground truth, %s)",
+        len(table["identity"]),
+        len(maps),
+        out,
+        maps_out.name,
+    )
     return 0

@@ -114,10 +114,7 @@ class DualContrast(DisentanglementModel):
         return self.decoder(c, z)
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
-        return {
-            "main": torch.optim.Adam(self.parameters(), lr=lr),
-            "encoder": torch.optim.Adam(self.encoder.parameters(), lr=lr),
-        }
+        return {"main": _adam(self.parameters(), lr), "encoder": _adam(self.encoder.parameters(), lr)}
 
     def training_step(
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
@@ -326,6 +323,18 @@ class StepDraws:
     perm_a: torch.Tensor
     perm_b: torch.Tensor
     z_star: torch.Tensor
+
+
+def _adam(params: Any, lr: float) -> torch.optim.Adam:
+    """Adam as in the reference scripts, with the fused implementation where torch has one.
+
+    One kernel updates every tensor instead of about ten per tensor: on a GPU that removes
+    most of the optimizer's launches and keeps the step counter on the device (no host
+    read per step); on a CPU the optimizer costs about a fifth of the per-tensor loop.
+    """
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, fused=fused)
 
 
 def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

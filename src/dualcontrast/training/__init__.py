@@ -4,7 +4,15 @@ from .batches import BatchSource
 from .checkpoint import atomic_save, load_checkpoint
 from .rundir import RunDir
 from .runtime import resolve_device, rng_state, seed_everything, set_rng_state
-from .trainer import Trainer, TrainState, append_csv, build_state, infer_output, load_trained_model
+from .trainer import (
+    Trainer,
+    TrainState,
+    append_csv,
+    apply_runtime,
+    build_state,
+    infer_output,
+    load_trained_model,
+)
 
 __all__ = [
     "BatchSource",
@@ -12,6 +20,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "append_csv",
+    "apply_runtime",
     "atomic_save",
     "build_state",
     "infer_output",

@@ -10,9 +10,22 @@ import numpy as np
 import torch
 
 from ..data.base import Dataset
+from .memory import PageReleaser
 
-# Keep a data set resident on an accelerator only if it leaves ample room for the model.
-_RESIDENT_LIMIT_BYTES = {"cuda": 8 * 2**30, "cpu": 16 * 2**30}
+# Keep a data set resident on the CPU only up to this size (it is a copy of the data).
+_CPU_RESIDENT_LIMIT_BYTES = 16 * 2**30
+# On a GPU, the share of the memory still free (after the model and optimizer state) the data
+# may take; the rest is left for activations.
+_GPU_RESIDENT_FRACTION = 0.5
+
+
+def _resident_limit(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(_GPU_RESIDENT_FRACTION * free)
+    if device.type == "cpu":
+        return _CPU_RESIDENT_LIMIT_BYTES
+    return 0
 
 
 def _resident_ok(data: Dataset, device: torch.device, policy: str) -> bool:
@@ -21,16 +34,21 @@ def _resident_ok(data: Dataset, device: torch.device, policy: str) -> bool:
     if policy == "always":
         return True
     nbytes = len(data) * int(np.prod(data.sample_shape)) * 4
-    return data.in_memory and nbytes <= _RESIDENT_LIMIT_BYTES.get(device.type, 0)
+    return data.in_memory and nbytes <= _resident_limit(device)
 
 
 class BatchSource:
     """Shuffled fixed-size batches of a :class:`Dataset`, on ``device``.
 
-    The permutation comes from torch's global generator (so RNG checkpoints make resume
-    exact). With ``world_size > 1`` every process draws the same permutation and takes its
-    own interleaved share, like ``DistributedSampler``. Incomplete last batches are dropped
-    (the contrastive negatives need a full batch, as in the reference).
+    The order of epoch ``e`` is a permutation drawn from a generator seeded by ``(seed, e)``
+    (call :meth:`set_epoch` before iterating), so it does not depend on what else consumed
+    random numbers, resume is exact, and with ``world_size > 1`` every process computes the
+    same permutation and takes its own interleaved share, like ``DistributedSampler``.
+    Incomplete last batches are dropped (the contrastive negatives need a full batch, as in
+    the reference).
+
+    ``memory_format`` (e.g. ``torch.channels_last``) is applied to every batch. Streamed batches are read by a background thread; pages of memory-mapped
+    files are handed back as the epoch goes (see :mod:`.memory`).
     """
 
     def __init__(
@@ -43,6 +61,8 @@ class BatchSource:
         rank: int = 0,
         world_size: int = 1,
         prefetch: int = 2,
+        seed: int = 0,
+        memory_format: torch.memory_format | None = None,
     ):
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2 (contrastive pairs need other samples)")
@@ -52,6 +72,9 @@ class BatchSource:
         self.rank = rank
         self.world_size = world_size
         self.prefetch = prefetch
+        self.seed = seed
+        self.epoch = 0
+        self.memory_format = memory_format
         self.tensor: torch.Tensor | None = None
         if _resident_ok(data, device, resident):
             self.tensor = torch.from_numpy(data.batch(np.arange(len(data)))).to(device)
@@ -65,8 +88,20 @@ class BatchSource:
     def __len__(self) -> int:
         return (len(self.data) // self.world_size) // self.batch_size
 
+    @property
+    def resident(self) -> bool:
+        return self.tensor is not None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of epoch ``epoch`` (0-based) in the next iteration."""
+        self.epoch = epoch
+
+    def _format(self, x: torch.Tensor) -> torch.Tensor:
+        return x if self.memory_format is None else x.contiguous(memory_format=self.memory_format)
+
     def _indices(self) -> torch.Tensor:
-        perm = torch.randperm(len(self.data))
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(len(self.data), generator=gen)
         per_rank = len(self.data) // self.world_size
         mine = perm[self.rank :: self.world_size][:per_rank]
         return mine[: len(self) * self.batch_size].view(len(self), self.batch_size)
@@ -76,7 +111,7 @@ class BatchSource:
         if self.tensor is not None:
             idx = batches.to(self.device)
             for i in range(len(batches)):
-                yield self.tensor[idx[i]]
+                yield self._format(self.tensor[idx[i]])
             return
         yield from self._stream(batches)
 
@@ -84,6 +119,7 @@ class BatchSource:
         """Read batches in a background thread so file I/O overlaps compute."""
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
+        pages = PageReleaser(self.data.x)
 
         def reader() -> None:
             try:
@@ -91,6 +127,7 @@ class BatchSource:
                     if stop.is_set():
                         return
                     arr = torch.from_numpy(self.data.batch(b.numpy()))
+                    pages.read(arr.numel() * arr.element_size())
                     if self.device.type == "cuda":
                         arr = arr.pin_memory()
                     q.put(arr)
@@ -107,7 +144,7 @@ class BatchSource:
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item.to(self.device, non_blocking=True)
+                yield self._format(item.to(self.device, non_blocking=True))
         finally:
             stop.set()
             while thread.is_alive():

@@ -17,6 +17,7 @@ from ..config import Config
 from ..data.base import DataSplits
 from ..errors import ConfigError, RunDirError
 from ..models import DisentanglementModel, build_model
+from . import distributed
 from .batches import BatchSource
 from .checkpoint import atomic_save, load_checkpoint
 from .rundir import RunDir
@@ -43,8 +44,10 @@ class TrainState:
     epoch: int = 0  # epochs completed
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def checkpoint(self) -> dict[str, Any]:
-        return {
+    def checkpoint(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything to resume. ``rng_ranks``: the RNG state of every process of a
+        distributed run (rank order); ``"rng"`` is always this process's state."""
+        ckpt = {
             "format": CHECKPOINT_FORMAT,
             "epoch": self.epoch,
             "model": self.model.state_dict(),
@@ -53,15 +56,35 @@ class TrainState:
             "rng": rng_state(),
             "meta": self.meta,
         }
+        if rng_ranks is not None:
+            ckpt["rng_ranks"] = rng_ranks
+        return ckpt
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
+    def restore(self, ckpt: dict[str, Any], rank: int = 0, world_size: int = 1) -> None:
         self.model.load_state_dict(ckpt["model"])
         for k, o in self.optimizers.items():
             o.load_state_dict(ckpt["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(ckpt["schedulers"][k])
         self.epoch = int(ckpt["epoch"])
-        set_rng_state(ckpt["rng"])
+        ranks = ckpt.get("rng_ranks")
+        if world_size == 1:
+            set_rng_state(ckpt["rng"])
+        elif ranks is not None and len(ranks) == world_size:
+            set_rng_state(ranks[rank])
+        else:
+            # A different process count: batches stay exact (seeded per epoch), the
+            # per-process random draws cannot.
+            set_rng_state(ckpt["rng"])
+            if rank > 0:
+                seed_everything(_rank_seed(int(self.meta.get("seed", 0)), rank, self.epoch))
+            if rank == 0:
+                log.warning(
+                    "resuming with %d processes; the checkpoint was written by %s: the run continues "
+                    "correctly but not bit-identically to an uninterrupted one",
+                    world_size,
+                    f"{len(ranks)} processes" if ranks else "1 process",
+                )
 
 
 def build_state(cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device) -> TrainState:
@@ -73,8 +96,48 @@ def build_state(cfg: Config, sample_shape: tuple[int, ...], output: str, device:
         k: torch.optim.lr_scheduler.StepLR(o, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
         for k, o in optimizers.items()
     }
-    meta = {"sample_shape": list(sample_shape), "output": output, "model": cfg.model.name}
+    meta = {
+        "sample_shape": list(sample_shape),
+        "output": output,
+        "model": cfg.model.name,
+        "seed": cfg.train.seed,
+    }
     return TrainState(model, optimizers, schedulers, meta=meta)
+
+
+def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
+    """A seed for process ``rank`` > 0 (rank 0 keeps the single-process stream)."""
+    return (seed * 1_000_003 + rank * 7_919 + epoch) % 2**63
+
+
+def apply_runtime(
+    model: DisentanglementModel,
+    device: torch.device,
+    spatial_dims: int,
+    *,
+    amp: bool = False,
+    compile: bool = False,
+    channels_last: bool = False,
+) -> torch.memory_format | None:
+    """Device-specific speed settings; none of them changes the objective.
+
+    - ``amp``: bf16 autocast of the forward passes on CUDA (the losses are taken in float32);
+    - ``channels_last``: NHWC / NDHWC weights; returns the memory format batches must use;
+    - ``compile``: ``torch.compile`` of every network in place (state-dict keys unchanged).
+    """
+    if amp:
+        model.amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+        if device.type != "cuda":
+            log.info("train.amp: bf16 autocast is used on CUDA only; training in float32 on %s", device)
+    fmt = None
+    if channels_last:
+        fmt = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last
+        for _, net in model.named_networks():
+            net.to(memory_format=fmt)
+    if compile:
+        for _, net in model.named_networks():
+            net.compile()
+    return fmt
 
 
 def load_trained_model(
@@ -93,7 +156,16 @@ class Trainer:
     """Runs ``train.epochs`` epochs of ``model.training_step`` and keeps the run directory current.
 
     ``on_epoch_end(state)`` callbacks run after each checkpoint (e.g. periodic evaluation).
-    With ``rank != 0`` nothing is written (distributed runs log and checkpoint on rank 0).
+
+    Distributed runs (``world_size > 1``, process group started by
+    :func:`~dualcontrast.training.distributed.init_distributed`): every process trains its
+    share of each epoch; gradients are averaged before every optimizer step
+    (:class:`~dualcontrast.training.distributed.GradientAverager`), so the replicas stay
+    identical (checked every epoch). Rank 0 alone logs, checkpoints and runs the callbacks;
+    the checkpoint holds every rank's RNG state, so resume is exact.
+
+    The loss terms stay on the device during the epoch: they are summed as tensors and read
+    at the end of the epoch (and, for the progress bar, at most once a second).
     """
 
     def __init__(
@@ -106,6 +178,7 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         callbacks: list[Callable[[TrainState], None]] | None = None,
+        channels_last: bool | None = None,
     ):
         if cfg.train.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {cfg.train.epochs}")
@@ -118,8 +191,21 @@ class Trainer:
         self.callbacks = callbacks or []
         output = infer_output(cfg, splits)
         self.state = build_state(cfg, splits.sample_shape, output, device)
-        if cfg.train.amp:
-            self.state.model.amp_dtype = torch.bfloat16 if device.type == "cuda" else None
+        if channels_last is None:
+            channels_last = bool(getattr(cfg.train, "channels_last", False))
+        memory_format = apply_runtime(
+            self.state.model,
+            device,
+            splits.train.spatial_dims,
+            amp=cfg.train.amp,
+            compile=cfg.train.compile,
+            channels_last=channels_last,
+        )
+        if world_size > 1:
+            distributed.broadcast_module(self.state.model)
+            self.state.model.set_gradient_sync(distributed.GradientAverager(world_size))
+            if rank > 0:
+                seed_everything(_rank_seed(cfg.train.seed, rank))
         self.batches = BatchSource(
             splits.train,
             cfg.train.batch_size,
@@ -127,11 +213,17 @@ class Trainer:
             resident=cfg.train.resident,
             rank=rank,
             world_size=world_size,
+            seed=cfg.train.seed,
+            memory_format=memory_format,
         )
 
     @property
     def model(self) -> DisentanglementModel:
         return self.state.model
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
 
     def resume(self) -> None:
         ckpt = load_checkpoint(self.run.last_checkpoint, map_location=self.device)
@@ -139,16 +231,19 @@ class Trainer:
             raise RunDirError(
                 f"{self.run.last_checkpoint}: checkpoint format {ckpt.get('format')} not supported"
             )
-        self.state.restore(ckpt)
-        # Rows written after the checkpoint (a crash between log and save) would repeat.
-        for path in (self.run.log, self.run.eval_log):
-            trim_csv(path, self.state.epoch)
-        log.info("resumed %s at epoch %d", self.run.root, self.state.epoch)
+        self.state.restore(ckpt, self.rank, self.world_size)
+        if self.world_size > 1:
+            distributed.broadcast_module(self.state.model)
+        if self.is_main:
+            # Rows written after the checkpoint (a crash between log and save) would repeat.
+            for path in (self.run.log, self.run.eval_log):
+                trim_csv(path, self.state.epoch)
+            log.info("resumed %s at epoch %d", self.run.root, self.state.epoch)
 
     def fit(self) -> TrainState:
         st = self.state
         cfg = self.cfg.train
-        show = cfg.progress and self.rank == 0
+        show = cfg.progress and self.is_main
         epochs = tqdm(
             range(st.epoch, cfg.epochs),
             desc="epochs",
@@ -160,36 +255,58 @@ class Trainer:
         for epoch in epochs:
             st.model.train()
             t0 = time.perf_counter()
-            sums: dict[str, torch.Tensor] = {}
-            bar = tqdm(self.batches, desc=f"epoch {epoch + 1}", disable=not show, leave=False, unit="batch")
-            last_shown = time.perf_counter()
-            for i, x in enumerate(bar):
-                terms = st.model.training_step(x, st.optimizers)
-                for k, v in terms.items():
-                    sums[k] = sums[k] + v if k in sums else v.clone()
-                if show and time.perf_counter() - last_shown > 1.0:
-                    # Reading values syncs the device, so the bar refreshes about once a second.
-                    bar.set_postfix({k: f"{float(v) / (i + 1):.4f}" for k, v in sums.items()})
-                    last_shown = time.perf_counter()
+            self.batches.set_epoch(epoch)
+            sums = self._run_epoch(epoch, show)
             lr = st.optimizers[next(iter(st.optimizers))].param_groups[0]["lr"]
             for s in st.schedulers.values():
                 s.step()
             st.model.on_epoch_end(epoch)
             st.epoch = epoch + 1
-            means = {k: float(v) / len(self.batches) for k, v in sums.items()}
+            means = self._epoch_means(sums)
             for k, v in means.items():
                 if not np.isfinite(v):
                     raise FloatingPointError(
                         f"loss term {k!r} became {v} in epoch {epoch + 1}; lower train.lr"
                     )
             seconds = time.perf_counter() - t0
-            if self.rank == 0:
+            rng_ranks = None
+            if self.world_size > 1:
+                distributed.check_replicas(st.model, self.world_size)
+                rng_ranks = distributed.gather_objects(rng_state(), self.world_size)
+            if self.is_main:
                 self._log(epoch + 1, seconds, lr, means)
-                atomic_save(st.checkpoint(), self.run.last_checkpoint)
+                atomic_save(st.checkpoint(rng_ranks), self.run.last_checkpoint)
             epochs.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", sec=f"{seconds:.1f}")
-            for cb in self.callbacks:
-                cb(st)
+            if self.is_main:
+                for cb in self.callbacks:
+                    cb(st)
         return st
+
+    def _run_epoch(self, epoch: int, show: bool) -> dict[str, torch.Tensor]:
+        """One pass over the batches; the summed loss terms, still on the device."""
+        st = self.state
+        sums: dict[str, torch.Tensor] = {}
+        bar = tqdm(self.batches, desc=f"epoch {epoch + 1}", disable=not show, leave=False, unit="batch")
+        last_shown = time.perf_counter()
+        for i, x in enumerate(bar):
+            terms = st.model.training_step(x, st.optimizers)
+            for k, v in terms.items():
+                sums[k] = sums[k] + v if k in sums else v.clone()
+            if show and time.perf_counter() - last_shown > 1.0:
+                # Reading values syncs the device, so the bar refreshes about once a second.
+                bar.set_postfix({k: f"{float(v) / (i + 1):.4f}" for k, v in sums.items()})
+                last_shown = time.perf_counter()
+        return sums
+
+    def _epoch_means(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Mean of each term over the epoch's batches (of all processes): the one host read."""
+        if not sums:
+            return {}
+        keys = list(sums)  # insertion order: the same on every rank, and the log's column order
+        values = torch.stack([sums[k].detach().float() for k in keys]) / len(self.batches)
+        if self.world_size > 1:
+            values = distributed.all_reduce_mean(values, self.world_size)
+        return dict(zip(keys, values.tolist(), strict=True))
 
     def _log(self, epoch: int, seconds: float, lr: float, means: dict[str, float]) -> None:
         row = {

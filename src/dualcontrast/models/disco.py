@@ -334,7 +334,8 @@ class DisCo(DisentanglementModel):
         return (self._sens_sum.double() / n / var.sqrt().clamp_min(1e-8)).float()
 
     @torch.no_grad()
-    def _accumulate_stats(self, x: torch.Tensor) -> None:
+    def update_split_stats(self, x: torch.Tensor) -> None:
+        """Add a real batch ``(B, ...)`` to this epoch's sensitivity statistics (``E(x)`` vs ``E(T(x))``)."""
         e = self.contrastor(torch.cat([x, self.transform(x)])).float()
         e_x, e_t = e.split(x.shape[0])
         self._sens_sum += (e_t - e_x).abs().sum(0)
@@ -371,10 +372,10 @@ class DisCo(DisentanglementModel):
                 k.removeprefix("generator_"): o for k, o in optimizers.items() if k.startswith("generator_")
             }
             terms = self.generator.training_step(x, gen_opts)
-            disco_keys = {"logits": zero, "entropy": zero, "flipped": zero}
+            disco_keys = {"logits": zero, "entropy": zero, "hard_neg": zero}
             return {**terms, **disco_keys, "phase": zero + PHASE_GENERATOR}
         terms = self._disco_step(x, optimizers["disco"])
-        self._accumulate_stats(x)
+        self.update_split_stats(x)
         # Same columns in both phases (log.csv fixes them with its first row); inactive terms are 0.
         gen_keys = {"rec": zero, "kl_c": zero, "kl_z": zero}
         return {**gen_keys, **terms, "phase": zero + PHASE_DISCO}
@@ -395,8 +396,11 @@ class DisCo(DisentanglementModel):
         z, c = w.split([self.generator.transform_dim, self.generator.content_dim], dim=1)
         return self.generator.decode(c, z)
 
-    def disco_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The DisCo loss on one draw of queries and keys (real batch ``x`` only seeds the walks)."""
+    def draw_variations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One draw of unit variations: queries ``(B, J)``, positive ``(N, J)`` and negative keys ``(M, J)``.
+
+        The real batch ``x`` only seeds the walks' start points (``latent_source: posterior``).
+        """
         b, n_pos, n_neg = self.counts
         total = b + n_pos + n_neg
         w, unit = self._start_points(x, total)
@@ -408,19 +412,22 @@ class DisCo(DisentanglementModel):
         e = self.contrastor(images).float()
         v = variation(e[total:], e[:total])
         q, k_pos, k_neg = v.split([b, n_pos, n_neg])
-        if self.detach_negatives:
-            k_neg = k_neg.detach()
+        return q, k_pos, k_neg.detach() if self.detach_negatives else k_neg
+
+    def disco_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The DisCo loss ``L_logits(-f) + lambda L_ed`` on one draw, plus the share of hard negatives."""
+        q, k_pos, k_neg = self.draw_variations(x)
         logits = contrastive_logits_loss(
             q, k_pos, k_neg, temperature=self.temperature, threshold=self.threshold, flip=self.flip
         )
         ent = entropy_domination(q, k_pos)
         with torch.no_grad():
-            # Share of negatives treated as positives: near 1 means the variations collapsed.
-            flipped = (q @ k_neg.T >= self.threshold).float().mean() if self.flip else q.new_zeros(())
+            # Negatives as similar as positives (flipped when flipping is on); near 1 = collapse.
+            hard = (q @ k_neg.T >= self.threshold).float().mean()
         return {
             "logits": logits,
             "entropy": ent,
-            "flipped": flipped,
+            "hard_neg": hard,
             "loss": logits + self.entropy_weight * ent,
         }
 

@@ -13,16 +13,24 @@ normalised as ``loss.kl_normalization`` says).
 The transformation class (the paper uses CPAB, continuous piecewise-affine velocity fields on a
 tessellation, integrated in closed form by libcpab): here a **stationary velocity field that is
 continuous and piecewise (bi/tri)linear** on a coarse control grid of ``params.control_grid``
-points per axis, upsampled linearly to the image, and integrated by **scaling and squaring**
-(``params.steps`` squarings). Why this one:
+points per axis (zero on the outer ones with ``params.zero_boundary``, the default), upsampled
+linearly to the image, and integrated by **scaling and squaring** (``params.steps`` squarings).
+Why this one:
 
 - it is the tensor-product cousin of CPAB — continuous, piecewise polynomial, Lipschitz — so its
-  flow is a homeomorphism with a positive Jacobian, and ``W_{-v}`` is exactly ``W_v^{-1}``,
-  which VITAE-CI needs to un-warp;
+  flow is a homeomorphism with a positive Jacobian, and ``W_{-v}`` is ``W_v^{-1}`` (up to
+  discretisation), which VITAE-CI needs to un-warp;
 - linear interpolation reproduces affine velocity fields exactly, so rotations (``v(p) = w J p``),
-  scalings and shears — the transformations the data sets vary by — are in the family;
+  scalings and shears — the transformations the data sets vary by — are in the family (with a
+  zero boundary: exactly inside the central control cells, where the objects are);
 - scaling and squaring needs only ``grid_sample`` (any device, differentiable, 2D and 3D), with
   cost logarithmic in the integration accuracy, and avoids CPAB's cell-tracking integrator.
+
+The flow is a diffeomorphism in the continuum; on the pixel grid its Jacobian stays positive as
+long as the deformation is resolved by the pixels. Fields that squeeze whole control cells to
+below a pixel (``|grad v|`` of several units, far beyond the rotations and mild shape changes
+the data hold) fold between pixels; ``params.max_velocity`` (a soft bound, 3 by default: a
+half-turn of the central cells needs about 2.2) keeps the model away from them.
 
 Conventions are those of :mod:`dualcontrast.transforms.geometry`: ``align_corners=False``
 normalised coordinates ``(x, y[, z])`` in ``[-1, 1]``, ``x`` along the last axis. A warp samples
@@ -136,30 +144,39 @@ def jacobian_determinant(u: torch.Tensor) -> torch.Tensor:
 class VelocityDecoder(nn.Module):
     """z ``(B, dz)`` -> control-grid velocities ``(B, k, g, ..., g)``, softly bounded by ``max_velocity``.
 
+    With ``zero_boundary`` only the interior ``(g - 2)^k`` control points are free and the outer
+    ones are 0 (CPAB's zero-boundary option): the flow then maps the image box onto itself, so no
+    part of the image is pushed out and lost, and ``W_{-v}`` undoes ``W_v`` everywhere. Rotations
+    of the object stay exact inside the central cells, where the field is still linear.
+
     The last layer starts near zero, so training starts from (almost) the identity warp, as
     spatial transformers usually do, while gradients already reach every layer.
     """
 
-    def __init__(self, transform_dim: int, dims: int, grid: int, hidden: int, max_velocity: float):
+    def __init__(
+        self, transform_dim: int, dims: int, grid: int, hidden: int, max_velocity: float, zero_boundary: bool
+    ):
         super().__init__()
         self.dims = dims
-        self.grid = grid
+        self.free = grid - 2 if zero_boundary else grid
+        self.zero_boundary = zero_boundary
         self.max_velocity = max_velocity
         self.net = nn.Sequential(
             nn.Linear(transform_dim, hidden),
             nn.ReLU(),
             nn.Linear(hidden, hidden),
             nn.ReLU(),
-            nn.Linear(hidden, dims * grid**dims),
+            nn.Linear(hidden, dims * self.free**dims),
         )
         last = self.net[-1]
         nn.init.normal_(last.weight, std=1e-3)
         nn.init.zeros_(last.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        raw = self.net(z).view(-1, self.dims, *[self.grid] * self.dims)
+        raw = self.net(z).view(-1, self.dims, *[self.free] * self.dims)
         # tanh soft clamp: identity for small velocities, never beyond max_velocity.
-        return self.max_velocity * torch.tanh(raw / self.max_velocity)
+        control = self.max_velocity * torch.tanh(raw / self.max_velocity)
+        return F.pad(control, (1, 1) * self.dims) if self.zero_boundary else control
 
 
 class VITAE(DisentanglementModel):
@@ -177,9 +194,10 @@ class VITAE(DisentanglementModel):
         loss: LossConfig | None = None,
         control_grid: int = 5,
         steps: int = 7,
-        max_velocity: float = 5.0,
+        max_velocity: float = 3.0,
         hidden: int = 128,
         inference: str = "conditional",
+        zero_boundary: bool = True,
     ):
         super().__init__()
         self.sample_shape = tuple(sample_shape)
@@ -188,8 +206,11 @@ class VITAE(DisentanglementModel):
             raise ConfigError(f"VITAE needs (C, H, W) or (C, D, H, W) samples, got {self.sample_shape}")
         if inference not in INFERENCE:
             raise ConfigError(f"vitae params.inference must be one of {INFERENCE}, got {inference!r}")
-        if control_grid < 2:
-            raise ConfigError(f"vitae params.control_grid must be >= 2, got {control_grid}")
+        if control_grid < (3 if zero_boundary else 2):
+            raise ConfigError(
+                f"vitae params.control_grid must be >= {3 if zero_boundary else 2} "
+                f"(zero_boundary={zero_boundary}), got {control_grid}"
+            )
         if steps < 0 or max_velocity <= 0:
             raise ConfigError(
                 f"vitae params need steps >= 0 and max_velocity > 0, got {steps}, {max_velocity}"
@@ -211,7 +232,9 @@ class VITAE(DisentanglementModel):
             self.appearance_decoder = build_decoder(
                 arch, decoder, self.sample_shape, content_dim, 0, output=output, **(decoder_options or {})
             )
-        self.velocity_decoder = VelocityDecoder(transform_dim, dims, control_grid, hidden, max_velocity)
+        self.velocity_decoder = VelocityDecoder(
+            transform_dim, dims, control_grid, hidden, max_velocity, zero_boundary
+        )
 
     @classmethod
     def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> VITAE:

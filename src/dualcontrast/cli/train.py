@@ -55,11 +55,10 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..config import load_yaml, save_config
+    from ..config import load_yaml
     from ..errors import ConfigError
-    from ..evaluation import flat_scores
-    from ..evaluation.run import evaluate_run, periodic_eval
-    from ..training import RunDir, Trainer, resolve_device
+    from ..training import RunDir
+    from ..training.distributed import init_distributed, shutdown
 
     if args.resume:
         if not args.outdir:
@@ -70,28 +69,62 @@ def main(args: argparse.Namespace) -> int:
     else:
         cfg = resolve_config(args, FLAGS, base=data_layer(args.data))
         run = None
-    device = resolve_device(cfg.train.device)
+    # Under torchrun (or srun with MASTER_ADDR) this joins the process group; else 1 process.
+    ctx = init_distributed(cfg.train.device)
+    try:
+        _train(args, cfg, run, ctx)
+    finally:
+        shutdown(ctx)
+    return 0
+
+
+def _train(args: argparse.Namespace, cfg, run, ctx) -> None:
+    import torch.distributed as dist
+
+    from ..config import save_config
+    from ..evaluation import flat_scores
+    from ..evaluation.run import evaluate_run, periodic_eval
+    from ..training import RunDir, Trainer
+
+    device = ctx.device
     # Everything that can fail on bad input happens before the run directory is touched.
     splits = load_splits(cfg)
     target = run or RunDir(Path(args.outdir) if args.outdir else default_run_name(cfg))
-    trainer = Trainer(cfg, target, splits, device, callbacks=[periodic_eval(target, cfg, splits, device)])
+    if ctx.enabled and run is None:
+        # A default name holds the time: every rank must use rank 0's.
+        name = [str(target.root)]
+        dist.broadcast_object_list(name, src=0)
+        target = RunDir(Path(name[0]))
+    trainer = Trainer(
+        cfg,
+        target,
+        splits,
+        device,
+        rank=ctx.rank,
+        world_size=ctx.world_size,
+        callbacks=[periodic_eval(target, cfg, splits, device)],
+    )
     if run is None:  # the model and data are valid: only now is the directory made
-        run = RunDir.create(target.root, overwrite=args.overwrite)
+        # Rank 0 alone writes the run directory; the others train and wait for it.
+        run = RunDir.create(target.root, overwrite=args.overwrite) if ctx.is_main else target
+        if ctx.enabled:
+            dist.barrier()
     if args.resume:
         trainer.resume()
-    save_config(cfg, run.config, command=["dualcontrast", *args.argv])
+    if ctx.is_main:
+        save_config(cfg, run.config, command=["dualcontrast", *args.argv])
     log.info(
-        "training %s on %s (%d train / %d test) on %s -> %s",
+        "training %s on %s (%d train / %d test) on %s%s -> %s",
         cfg.model.name,
         splits.train.source,
         len(splits.train),
         len(splits.test),
         device,
+        f" (process {ctx.rank} of {ctx.world_size})" if ctx.enabled else "",
         run.root,
     )
     state = trainer.fit()
-    if not args.no_eval:
+    if not args.no_eval and ctx.is_main:
         doc = evaluate_run(run, cfg, state.model, splits, device, epoch=state.epoch)
         scores = ", ".join(f"{k}={v:.3f}" for k, v in flat_scores(doc["scores"]).items())
         log.warning("run %s: %s", run.root, scores or "no labels to score")
-    return 0

@@ -50,11 +50,12 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -318,9 +319,16 @@ class DisCo(DisentanglementModel):
                 self._apply_phase()
                 log.info("disco: generator trained for %d epochs; frozen, DisCo phase starts", epoch + 1)
             return
+        self._reduce_stats()
         if self._count > 1:
             self.dim_order.copy_(split_by_sensitivity(self.sensitivity(), self.transform_dim))
         self._reset_stats()
+
+    def _reduce_stats(self) -> None:
+        """In distributed runs, sum the statistics of every process, so all ranks split alike."""
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for buf in (self._sens_sum, self._feat_sum, self._feat_sq, self._count):
+                dist.all_reduce(buf)
 
     def _reset_stats(self) -> None:
         for buf in (self._sens_sum, self._feat_sum, self._feat_sq, self._count):
@@ -342,6 +350,12 @@ class DisCo(DisentanglementModel):
         self._feat_sum += e_x.double().sum(0)
         self._feat_sq += e_x.double().pow(2).sum(0)
         self._count += x.shape[0]
+
+    def named_networks(self) -> Iterator[tuple[str, nn.Module]]:
+        for name, net in self.generator.named_networks():
+            yield f"generator.{name}", net
+        yield "navigator", self.navigator
+        yield "contrastor", self.contrastor
 
     def set_gradient_sync(self, sync: Any) -> None:
         super().set_gradient_sync(sync)

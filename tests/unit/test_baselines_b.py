@@ -306,12 +306,12 @@ def test_split_puts_the_most_sensitive_dimensions_last():
 # -- DisCo: model ----------------------------------------------------------------------------------
 
 
-def disco(content_dim: int = 3, transform_dim: int = 2, **params) -> DisCo:
+def disco(content_dim: int = 3, transform_dim: int = 2, shape=(1, 16, 16), **params) -> DisCo:
     torch.manual_seed(0)
     base = {"generator_epochs": 1, "queries": 4, "positives": 4, "negatives": 8}
     model = {"name": "disco", "content_dim": content_dim, "transform_dim": transform_dim, **SMALL_NETS}
     cfg = build_config({"model": {**model, "params": {**base, **params}}, "train": {"epochs": 3}})
-    return build_model(cfg, (1, 16, 16), "sigmoid")
+    return build_model(cfg, shape, "sigmoid")
 
 
 def snapshot(module: nn.Module) -> list[torch.Tensor]:
@@ -329,6 +329,19 @@ def test_disco_codes_and_no_decoder():
     assert codes.c_mu.shape == (6, 3) and codes.z_mu.shape == (6, 2)
     assert codes.c_logvar is None and codes.z_logvar is None
     assert not m.has_decoder and m.decode(codes.c_mu, codes.z_mu) is None
+
+
+def test_disco_trains_on_volumes():
+    m = disco(shape=(1, 8, 8, 8))
+    opts = m.configure_optimizers(1e-3)
+    x = torch.rand(6, 1, 8, 8, 8)
+    assert float(m.training_step(x, opts)["phase"]) == 1
+    m.on_epoch_end(0)
+    terms = m.training_step(x, opts)
+    assert float(terms["phase"]) == 2 and math.isfinite(float(terms["loss"]))
+    m.on_epoch_end(1)
+    codes = m.encode(x)
+    assert codes.c_mu.shape == (6, 3) and codes.z_mu.shape == (6, 2)
 
 
 def test_disco_generator_phase_is_a_vae2_step():

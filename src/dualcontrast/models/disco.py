@@ -5,7 +5,9 @@ The harness trains one model per run, so DisCo trains in two phases inside one m
 1. **Generator** (the first ``params.generator_epochs`` epochs; default half of ``train.epochs``):
    the generator G is the project's two-latent VAE ``vae2`` (DualContrast with every contrastive
    weight at zero), trained exactly as the ``vae2`` model trains. ``params.generator_run`` = a
-   finished ``vae2`` run directory loads a trained generator instead and skips this phase.
+   finished ``vae2`` run directory loads a trained generator instead and skips this phase (the
+   weights are copied into this run's checkpoints, but building the model — also for ``embed``
+   and ``evaluate`` — reads that run again, so keep it). The phase is stored in the checkpoint.
 2. **DisCo** (the remaining epochs): G is frozen. A *Navigator* ``A`` (``L x K``, unit-norm
    columns: the paper's best variant) holds K directions in G's latent space (``[z, c]``
    concatenated, ``L = dz + dc``), and a *Disentangling Encoder* E maps images to a J-dim
@@ -26,7 +28,14 @@ The harness trains one model per run, so DisCo trains in two phases inside one m
      divided by J, which pushes each direction's variations to one dominant dimension.
 
    Negative keys are detached (``params.detach_negatives``, as in the public code, which treats
-   them as a queue). Adam on Navigator and E only.
+   them as a queue). Adam on Navigator and E only (``params.disco_lr``, default ``train.lr``; the
+   paper uses 1e-5). The log's ``hard_neg`` column is the share of negatives at or above the
+   threshold: with flipping on, a value drifting towards 1 means the variations are collapsing
+   onto one another (small J makes that easier; the paper uses J = 32).
+
+   Defaults follow the paper's appendix A: ``queries`` B = 32, ``positives`` N = 32,
+   ``negatives`` M = 64, ``temperature`` 1, ``threshold`` 0.95, ``entropy_weight`` 1;
+   ``directions`` K defaults to G's latent size L.
 
 Where the walks start: ``params.latent_source: posterior`` (default) takes G's encoder means of the
 current real batch — the project's VAE has a very small KL weight, so its prior N(0, I) covers

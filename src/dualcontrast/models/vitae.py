@@ -32,6 +32,11 @@ below a pixel (``|grad v|`` of several units, far beyond the rotations and mild 
 the data hold) fold between pixels; ``params.max_velocity`` (a soft bound, 3 by default: a
 half-turn of the central cells needs about 2.2) keeps the model away from them.
 
+``model.params`` (defaults): ``control_grid`` 5, ``steps`` 7, ``max_velocity`` 3.0 (normalised
+units per unit time), ``zero_boundary`` true, ``hidden`` 128 (width of the z -> velocity MLP),
+``inference`` conditional. Encoders and the appearance decoder are the presets of
+:mod:`dualcontrast.nn` (``model.arch``, ``model.decoder``), one encoder per code.
+
 Conventions are those of :mod:`dualcontrast.transforms.geometry`: ``align_corners=False``
 normalised coordinates ``(x, y[, z])`` in ``[-1, 1]``, ``x`` along the last axis. A warp samples
 ``out(p) = img(phi(p))`` with ``phi = id + u`` the integrated map.

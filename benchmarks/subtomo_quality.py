@@ -26,7 +26,7 @@ from pathlib import Path
 from dualcontrast.cli.main import main as cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mnist_quality import device_name
+from quality_2d import device_name
 
 REPO = Path(__file__).resolve().parents[1]
 IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-in phantoms
@@ -34,10 +34,27 @@ IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-
 
 def run_method(method: str, args: argparse.Namespace) -> dict:
     run = Path(args.workdir) / method
-    data = [f"data.params.n_per_state={args.n_per_state}", f"data.params.snr={args.snr}",
-            "data.params.progress=false", f"model.decoder={args.decoder}", "train.progress=false"]
-    argv = ["train", "--config", str(REPO / "configs" / "subtomo.yaml"), "--model", method,
-            "--epochs", str(args.epochs), "--device", args.device, "-o", str(run), "--overwrite"]
+    data = [
+        f"data.params.n_per_state={args.n_per_state}",
+        f"data.params.snr={args.snr}",
+        "data.params.progress=false",
+        f"model.decoder={args.decoder}",
+        "train.progress=false",
+    ]
+    argv = [
+        "train",
+        "--config",
+        str(REPO / "configs" / "subtomo.yaml"),
+        "--model",
+        method,
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        args.device,
+        "-o",
+        str(run),
+        "--overwrite",
+    ]
     for o in data + args.overrides:
         argv += ["--set", o]
     t0 = time.time()
@@ -45,17 +62,37 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
         raise SystemExit(f"training {method} failed")
     train_s = time.time() - t0
     t1 = time.time()
-    if cli(["analyze", str(run), "--max-particles", str(args.max_particles), "--device", args.device,
-            "--projection", "umap"]):
+    if cli(
+        [
+            "analyze",
+            str(run),
+            "--max-particles",
+            str(args.max_particles),
+            "--device",
+            args.device,
+            "--projection",
+            "umap",
+        ]
+    ):
         raise SystemExit(f"analyze {method} failed")
     analyze_s = time.time() - t1
     metrics = json.loads((run / "metrics.json").read_text())["scores"]
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
-    return {"metrics": metrics, "analysis": {k: v for k, v in analysis.items() if k != "structures"},
-            "structures": {k: {kk: vv for kk, vv in v.items() if kk != "truth"} | (
-                {"auc_fsc": v["truth"]["auc_fsc"], "best_match": v["truth"]["best_match"]} if "truth" in v else {})
-                for k, v in analysis.get("structures", {}).items()},
-            "train_seconds": train_s, "analyze_seconds": analyze_s}
+    return {
+        "metrics": metrics,
+        "analysis": {k: v for k, v in analysis.items() if k != "structures"},
+        "structures": {
+            k: {kk: vv for kk, vv in v.items() if kk != "truth"}
+            | (
+                {"auc_fsc": v["truth"]["auc_fsc"], "best_match": v["truth"]["best_match"]}
+                if "truth" in v
+                else {}
+            )
+            for k, v in analysis.get("structures", {}).items()
+        },
+        "train_seconds": train_s,
+        "analyze_seconds": analyze_s,
+    }
 
 
 def fmt(v) -> str:
@@ -79,8 +116,13 @@ def main() -> int:
     results = {m: run_method(m, args) for m in args.methods}
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "subtomo_quality.json").write_text(json.dumps(
-        {"args": vars(args), "device": device_name(args.device), "results": results}, indent=2, default=str))
+    (out / "subtomo_quality.json").write_text(
+        json.dumps(
+            {"args": vars(args), "device": device_name(args.device), "results": results},
+            indent=2,
+            default=str,
+        )
+    )
 
     lines = [
         "# Subtomogram quality: built-in phantoms (3 identities x 4 states) at SNR "
@@ -104,8 +146,10 @@ def main() -> int:
     for m, r in results.items():
         s, a = r["metrics"], r["analysis"]
         within = s.get("within_content", {})
-        zz = " | ".join(f"{fmt(within.get(str(i), {}).get('d_z_z'))} | {fmt(within.get(str(i), {}).get('d_z_c'))}"
-                        for i in range(len(IDENTITIES)))
+        zz = " | ".join(
+            f"{fmt(within.get(str(i), {}).get('d_z_z'))} | {fmt(within.get(str(i), {}).get('d_z_c'))}"
+            for i in range(len(IDENTITIES))
+        )
         cc = a.get("content_clusters", {})
         auc = a.get("auc_fsc_summary", {})
         lines.append(
@@ -114,10 +158,14 @@ def main() -> int:
             f"{fmt(a.get('conformation_clusters', {}).get('ari'))} | "
             f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {r['train_seconds'] / 60:.1f} |"
         )
-    lines += ["", "Paper (Table 1, subtomograms, 18000 particles, 150 epochs, GPU): DualContrast D(c|c) 1.00, "
-              "D(c|z) 0.56, SAP(c) 0.44, D(z|z) 0.86; two-latent VAE D(c|c) 0.79, D(z|z) 0.85.",
-              "", "Quality bar: content ARI >= 0.90, D(c|c) >= 0.95, D(z|z) >= 0.80 within the identity whose "
-              "states differ (the nucleosome-like phantom)."]
+    lines += [
+        "",
+        "Paper (Table 1, subtomograms, 18000 particles, 150 epochs, GPU): DualContrast D(c|c) 1.00, "
+        "D(c|z) 0.56, SAP(c) 0.44, D(z|z) 0.86; two-latent VAE D(c|c) 0.79, D(z|z) 0.85.",
+        "",
+        "Quality bar: content ARI >= 0.90, D(c|c) >= 0.95, D(z|z) >= 0.80 within the identity whose "
+        "states differ (the nucleosome-like phantom).",
+    ]
     (out / "subtomo_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -18,6 +18,10 @@ MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
 
 TINY_DATA = {"n_train_per_cell": 20, "n_test_per_cell": 10}
 
+# The tests run tiny tensors, where a second intra-op thread costs more in synchronisation than
+# it gains, and is 10-50x slower whenever another process shares the cores.
+torch.set_num_threads(1)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

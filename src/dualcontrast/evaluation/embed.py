@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import Dataset, DataSplits
 from ..models.base import DisentanglementModel
+from ..training.batches import prefetched
 
 CODE_KEYS = ("c_mu", "c_logvar", "z_mu", "z_logvar")
 
@@ -27,20 +28,24 @@ def embed(
     """Posterior means and log-variances of every sample, plus ids and factors.
 
     Returns ``{"c_mu": (N, dc), "c_logvar", "z_mu": (N, dz), "z_logvar", "ids": (N,),
-    "<factor>": (N,) ...}``; codes a method does not have are absent. Only one batch of input
-    is in memory at a time; outputs are preallocated float32 arrays.
+    "<factor>": (N,) ...}``; codes a method does not have are absent. The input is streamed:
+    a background thread reads the next batches while the model encodes this one, pages of
+    memory-mapped files are handed back as it goes, and only the codes (preallocated float32
+    arrays) grow with ``N``. Peak memory is that of a few batches.
     """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     n = len(data)
     out: dict[str, np.ndarray] = {}
+    starts = range(0, n, batch_size)
+    indices = (np.arange(start, min(start + batch_size, n)) for start in starts)
+    batches = prefetched(data, indices, device)
+    bar = tqdm(
+        zip(starts, batches, strict=True), total=len(starts), desc=desc, disable=not progress, leave=False
+    )
     try:
-        for start in tqdm(
-            range(0, n, batch_size), desc=desc, disable=not progress, leave=False, unit="batch"
-        ):
-            stop = min(start + batch_size, n)
-            x = torch.from_numpy(data.batch(np.arange(start, stop))).to(device)
+        for start, x in bar:
             with model.autocast():
                 codes = model.encode(x)
             for key, value in zip(CODE_KEYS, codes.as_tuple(), strict=True):
@@ -48,8 +53,9 @@ def embed(
                     continue
                 if key not in out:
                     out[key] = np.empty((n, value.shape[1]), dtype=np.float32)
-                out[key][start:stop] = value.float().cpu().numpy()
+                out[key][start : start + x.shape[0]] = value.float().cpu().numpy()
     finally:
+        batches.close()  # stops the reader thread if encoding failed part-way
         model.train(was_training)
     out["ids"] = np.asarray(data.ids)
     for name, values in data.factors.items():

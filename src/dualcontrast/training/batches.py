@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -116,39 +116,51 @@ class BatchSource:
         yield from self._stream(batches)
 
     def _stream(self, batches: torch.Tensor) -> Iterator[torch.Tensor]:
-        """Read batches in a background thread so file I/O overlaps compute."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-        pages = PageReleaser(self.data.x)
+        for x in prefetched(self.data, (b.numpy() for b in batches), self.device, depth=self.prefetch):
+            yield self._format(x)
 
-        def reader() -> None:
-            try:
-                for b in batches:
-                    if stop.is_set():
-                        return
-                    arr = torch.from_numpy(self.data.batch(b.numpy()))
-                    pages.read(arr.numel() * arr.element_size())
-                    if self.device.type == "cuda":
-                        arr = arr.pin_memory()
-                    q.put(arr)
-                q.put(None)
-            except BaseException as e:  # re-raised in the consumer
-                q.put(e)
 
-        thread = threading.Thread(target=reader, daemon=True)
-        thread.start()
+def prefetched(
+    data: Dataset, indices: Iterable[np.ndarray], device: torch.device, *, depth: int = 2
+) -> Iterator[torch.Tensor]:
+    """``data.batch(i)`` for each index array, read ``depth`` batches ahead by a background
+    thread (file I/O and decoding overlap compute) and moved to ``device``.
+
+    Pages of memory-mapped files are handed back as reading goes, so the process's resident
+    memory stays bounded however large the file (see :mod:`.memory`).
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    pages = PageReleaser(data.x)
+    pin = device.type == "cuda"
+
+    def reader() -> None:
         try:
-            while True:
-                item = q.get()
-                if item is None:
+            for index in indices:
+                if stop.is_set():
                     return
-                if isinstance(item, BaseException):
-                    raise item
-                yield self._format(item.to(self.device, non_blocking=True))
-        finally:
-            stop.set()
-            while thread.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    thread.join(timeout=0.1)
+                arr = torch.from_numpy(data.batch(index))
+                pages.read(arr.numel() * arr.element_size())
+                q.put(arr.pin_memory() if pin else arr)
+            q.put(None)
+        except BaseException as e:  # re-raised in the consumer
+            q.put(e)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item.to(device, non_blocking=True)
+    finally:
+        stop.set()
+        while thread.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)
+        pages.release()

@@ -17,16 +17,6 @@ from dualcontrast.config import build_config
 from dualcontrast.models import build_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine shared with other jobs, OpenMP threads waiting for
-    each other make these tiny steps many times slower (no test here is about speed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Recorder(torch.optim.Optimizer):
     """An optimizer with learning rate zero that remembers the gradients it was given."""
 

@@ -20,16 +20,6 @@ from dualcontrast.training.distributed import GradientAverager, _buckets, env_ra
 from dualcontrast.training.memory import PageReleaser, mapped_buffers
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine shared with other jobs, OpenMP threads waiting for
-    each other make tiny workloads many times slower (none of these tests is about speed)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def stack(n=60, shape=(1, 8, 8)):
     return np.random.default_rng(0).random((n, *shape), dtype=np.float32)
 

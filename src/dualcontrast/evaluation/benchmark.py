@@ -1,0 +1,666 @@
+"""Benchmark suites: every method on every data set with the same budget, through ``dualcontrast train``.
+
+A *suite* (:data:`SUITES`) says which methods, data sets and seeds; a *budget* (:data:`BUDGETS`)
+says how long each run trains and on how much data. :func:`plan_suite` expands the two into
+:class:`PlannedRun` s, each with the exact ``dualcontrast train`` command line it runs, and
+:func:`run_suite` trains them one by one into ordinary run directories::
+
+    WORKDIR/<dataset>/<method>/seed<k>/     config.yaml, checkpoints/, metrics.json, figures/ ...
+    WORKDIR/<dataset>/<method>/seed<k>/benchmark.json   wall time, device, status of the run
+
+The suite is resumable: a run whose ``metrics.json`` exists is not trained again (unless
+``force``), an interrupted run with a checkpoint continues from it (``train --resume``), so an
+hour-long suite can be stopped and continued. A run whose saved config differs from the one the
+plan would make (another budget in the same work directory, edited presets) is refused rather
+than silently mixed into the table.
+
+The report (table and figure) is written by :mod:`dualcontrast.evaluation.benchmark_report`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import logging
+import os
+import platform
+import shlex
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, RunDirError
+
+log = logging.getLogger(__name__)
+
+SIDECAR = "benchmark.json"  # written into each run directory next to metrics.json
+
+
+# --------------------------------------------------------------------------- methods and data sets
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method of the suite: registry name, row label, and whether it decodes (transfer grid)."""
+
+    name: str
+    label: str
+    decoder: bool = True
+
+
+METHODS: dict[str, MethodSpec] = {
+    m.name: m
+    for m in (
+        MethodSpec("dualcontrast", "DualContrast"),
+        MethodSpec("vae2", "VAE with 2 latent spaces"),
+        MethodSpec("dualcontrast-no-con-c", "DualContrast w/o L_con(c)"),
+        MethodSpec("dualcontrast-no-con-z", "DualContrast w/o L_con(z)"),
+        MethodSpec("dualcontrast-pos-only", "DualContrast, positive pairs only"),
+        MethodSpec("dualcontrast-neg-only", "DualContrast, negative pairs only"),
+        MethodSpec("simclr", "SimCLR (discriminative)", decoder=False),
+        MethodSpec("simclr-gen", "SimCLR (generative)"),
+        MethodSpec("harmony", "Harmony"),
+        MethodSpec("spatial-vae", "SpatialVAE"),
+        MethodSpec("vitae", "VITAE"),
+        MethodSpec("disco", "DisCo", decoder=False),
+    )
+}
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A data set of the suite and how its runs are configured and scored.
+
+    ``config_files``: config layers passed to ``train --config`` (paths relative to the
+    repository root). ``layer``: config settings on top of them. ``transform_scores``: where
+    D(z|z), D(z|c), SAP(z) come from — ``none`` (no transformation labels), ``global`` (the
+    scores over the whole test set) or ``within_content`` (the per-identity scores of
+    ``metrics.json``: a state index means a different conformation for each identity).
+    ``paper``: key of :data:`PAPER_TABLE1` with the paper's numbers for this data set.
+    """
+
+    name: str
+    title: str
+    ndim: int
+    config_files: tuple[str, ...] = ()
+    layer: dict[str, Any] = field(default_factory=dict)
+    transform_scores: str = "global"
+    paper: str | None = None
+    content_names: tuple[str, ...] = ()
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    d.name: d
+    for d in (
+        DatasetSpec(
+            "mnist",
+            "MNIST (rotation T in [-90, 90] deg)",
+            ndim=2,
+            config_files=("configs/mnist.yaml",),
+            transform_scores="none",
+            paper="mnist",
+        ),
+        DatasetSpec(
+            "shapes2d",
+            "shapes2d (built-in: 5 shapes x 4 transformation states)",
+            ndim=2,
+            layer={"data": {"name": "shapes2d", "path": None}},
+        ),
+        DatasetSpec(
+            "phantoms3d",
+            "phantoms3d (built-in subtomograms: 3 identities x 4 conformational states, SNR 0.1)",
+            ndim=3,
+            config_files=("configs/subtomo.yaml",),
+            transform_scores="within_content",
+            paper="subtomo",
+            content_names=("nucleosome", "spike", "fas"),
+        ),
+    )
+}
+
+# Table 1 of the paper (METHOD.md): MNIST and Subtomogram columns; "-" entries are absent.
+_C = ("d_c_c", "d_c_z", "sap_c")
+_CZ = (*_C, "d_z_z", "d_z_c", "sap_z")
+PAPER_TABLE1: dict[str, dict[str, dict[str, float]]] = {
+    "mnist": {
+        method: dict(zip(_C, values, strict=True))
+        for method, values in {
+            "spatial-vae": (0.81, 0.28, 0.53),
+            "harmony": (0.82, 0.31, 0.51),
+            "simclr": (0.58, 0.60, 0.02),
+            "simclr-gen": (0.53, 0.67, 0.14),
+            "vae2": (0.63, 0.63, 0.00),
+            "vitae": (0.77, 0.32, 0.45),
+            "dualcontrast-no-con-c": (0.87, 0.21, 0.66),
+            "dualcontrast-no-con-z": (0.79, 0.85, 0.06),
+            "dualcontrast": (0.89, 0.31, 0.58),
+        }.items()
+    },
+    "subtomo": {
+        method: dict(zip(_CZ, values, strict=True))
+        for method, values in {
+            "spatial-vae": (0.69, 0.93, 0.24, 0.71, 0.57, 0.14),
+            "harmony": (0.95, 0.01, 0.94, 0.52, 0.90, 0.38),
+            "simclr": (0.39, 0.69, 0.30, 0.51, 0.52, 0.01),
+            "simclr-gen": (0.53, 0.59, 0.06, 0.55, 0.54, 0.01),
+            "vae2": (0.79, 0.82, 0.03, 0.85, 0.85, 0.00),
+            "dualcontrast-no-con-c": (0.93, 0.81, 0.13, 0.78, 0.81, 0.03),
+            "dualcontrast-no-con-z": (0.99, 0.86, 0.13, 0.86, 0.63, 0.23),
+            "dualcontrast": (1.00, 0.56, 0.44, 0.86, 0.64, 0.22),
+        }.items()
+    },
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Methods x data sets x seeds; ``unsupported[(method, dataset)]`` = why that cell is "-"."""
+
+    name: str
+    title: str
+    methods: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    unsupported: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+SUITES: dict[str, Suite] = {
+    "table1": Suite(
+        "table1",
+        "Table 1: DualContrast, its ablations and the baselines",
+        methods=tuple(METHODS),
+        datasets=("mnist", "shapes2d", "phantoms3d"),
+        seeds=(0, 1, 2),
+        unsupported={
+            ("vitae", "phantoms3d"): "the paper reports VITAE on 2D data only ('-' in its Table 1); "
+            "this project's VITAE also runs on volumes, but its 3D velocity-field integration "
+            "costs ~6x DualContrast per step and was left out of the comparison as in the paper",
+        },
+    ),
+}
+
+
+# --------------------------------------------------------------------------- budgets
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much every run of a suite trains.
+
+    ``common``: config layer of every run. ``datasets[d]``: layer of every run on data set
+    ``d`` — the same for every method, so methods are compared at equal epochs and data.
+    ``methods[d][m]``: settings of one method on one data set that are not budget (network
+    sizes of methods too costly at the budget, minimum epochs); each is listed in the
+    table header. ``reduced``: the table is a reduced one (stated in its header).
+    """
+
+    name: str
+    description: str
+    common: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    reduced: bool = True
+
+
+# The conv networks of the 3D preset with a quarter of the channels (~12x fewer FLOPs):
+# the 32^3 reference networks cost ~5 s per batch of 50 on a 2-core CPU.
+_LIGHT_3D = {
+    "encoder_options": {"channels": [16, 32, 64], "head_channels": [128, 256]},
+    "decoder_options": {"channels": [32, 16, 8]},
+}
+
+BUDGETS: dict[str, Budget] = {
+    "tiny": Budget(
+        "tiny",
+        "smoke test of the harness (tests): a few samples, 1 epoch; the numbers mean nothing",
+        common={"eval": {"projection": "none"}, "train": {"progress": False}},
+        datasets={
+            "mnist": {"data": {"max_samples": 200}, "train": {"epochs": 1, "batch_size": 50}},
+            "shapes2d": {
+                "data": {"params": {"n_train_per_cell": 5, "n_test_per_cell": 3}},
+                "train": {"epochs": 1, "batch_size": 50},
+            },
+            "phantoms3d": {
+                "data": {"params": {"n_per_state": 4, "box": 16, "voxel_size": 2.0, "progress": False}},
+                "model": {"content_dim": 8, "transform_dim": 8, **_LIGHT_3D},
+                "train": {"epochs": 1, "batch_size": 16},
+                "eval": {"batch_size": 50},
+            },
+        },
+        methods={d: {"spatial-vae": {"model": {"params": {"hidden": 16}}}} for d in DATASETS},
+    ),
+    "cpu-hour": Budget(
+        "cpu-hour",
+        "reduced CPU table: about one hour for the whole table1 suite on an idle 2-core CPU",
+        common={"eval": {"projection": "pca"}},
+        datasets={
+            "mnist": {"data": {"max_samples": 6000}, "train": {"epochs": 3}},
+            "shapes2d": {
+                "data": {"params": {"n_train_per_cell": 250, "n_test_per_cell": 50}},
+                "train": {"epochs": 3},
+            },
+            "phantoms3d": {
+                "data": {"params": {"n_per_state": 60, "progress": False}},
+                "model": _LIGHT_3D,
+                "train": {"epochs": 4},
+            },
+        },
+        methods={
+            "mnist": {"spatial-vae": {"model": {"params": {"hidden": 64}}}},
+            "shapes2d": {"spatial-vae": {"model": {"params": {"hidden": 64}}}},
+            "phantoms3d": {"spatial-vae": {"model": {"params": {"hidden": 32}}}},
+        },
+    ),
+    "full": Budget(
+        "full",
+        "the paper's schedule (GPU): MNIST and shapes2d 200 epochs of batch 100, "
+        "subtomograms 150 epochs of batch 50, Adam 1e-4 with StepLR(50, 0.1)",
+        datasets={
+            "mnist": {"train": {"epochs": 200, "batch_size": 100}},
+            "shapes2d": {"train": {"epochs": 200, "batch_size": 100}},
+            "phantoms3d": {
+                "data": {"params": {"n_per_state": 1000, "progress": False}},
+                "train": {"epochs": 150, "batch_size": 50},
+            },
+        },
+        reduced=False,
+        methods={
+            # The paper's 500 hidden units at every voxel of 32^3: ~3 GB of activations per
+            # layer and batch, several hours per run; 128 units cost ~15x less in the hidden layer.
+            "phantoms3d": {"spatial-vae": {"model": {"params": {"hidden": 128}}}},
+        },
+    ),
+}
+
+
+# Methods that cannot train in fewer epochs: DisCo trains its generator for the first half.
+MIN_EPOCHS = {"disco": 2}
+
+
+def scale_epochs(budget: Budget, factor: float) -> Budget:
+    """``budget`` with every epoch count multiplied by ``factor`` (rounded, at least 1)."""
+    if not factor > 0:
+        raise ConfigError(f"--epochs-scale must be > 0, got {factor}")
+    if factor == 1:
+        return budget
+
+    def scaled(layer: dict[str, Any]) -> dict[str, Any]:
+        epochs = layer.get("train", {}).get("epochs")
+        if epochs is None:
+            return layer
+        return _merge_layers(layer, {"train": {"epochs": max(1, round(epochs * factor))}})
+
+    return dataclasses.replace(
+        budget,
+        name=f"{budget.name} x{factor:g} epochs",
+        description=f"{budget.description}; every epoch count x{factor:g}",
+        datasets={d: scaled(layer) for d, layer in budget.datasets.items()},
+        methods={d: {m: scaled(layer) for m, layer in per.items()} for d, per in budget.methods.items()},
+    )
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One cell of the suite. ``argv`` is the ``dualcontrast`` command line (None if unsupported)."""
+
+    dataset: str
+    method: str
+    seed: int
+    path: Path
+    argv: tuple[str, ...] | None
+    unsupported: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{self.method}/seed{self.seed}"
+
+    @property
+    def done(self) -> bool:
+        return (self.path / "metrics.json").exists()
+
+
+def _merge_layers(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merged left to right (later wins); inputs are not modified."""
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = _merge_layers(out[key], value)
+            else:
+                out[key] = value
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` as text that ``--set`` parses back to it (plain where YAML reads it unchanged)."""
+    if isinstance(value, str) and value and yaml.safe_load(value) == value:
+        return value
+    return json.dumps(value, separators=(",", ":"))  # JSON is YAML
+
+
+def _overrides(layer: dict[str, Any], prefix: str = "") -> list[str]:
+    """``{"train": {"epochs": 3}}`` -> ``["train.epochs=3"]`` (values as JSON, which is YAML)."""
+    out = []
+    for key, value in layer.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out += _overrides(value, f"{path}.")
+        else:
+            out.append(f"{path}={_yaml_value(value)}")
+    return out
+
+
+def find_config_file(name: str) -> Path:
+    """A config file of the repository (``configs/...``): from the current folder, else the checkout."""
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        if (base / name).is_file():
+            return (base / name).resolve()
+    raise ConfigError(f"{name}: config file not found (run the benchmark from the repository root)")
+
+
+def _parse_list(text: str | Sequence[str] | None, allowed: Iterable[str], what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",")] if isinstance(text, str) else list(text)
+    items = [s for s in items if s]
+    unknown = [s for s in items if s not in allowed]
+    if unknown:
+        raise ConfigError(f"unknown {what} {', '.join(unknown)}; choose from {', '.join(allowed)}")
+    return items
+
+
+def plan_suite(
+    suite: Suite,
+    budget: Budget,
+    workdir: str | Path,
+    *,
+    methods: str | Sequence[str] | None = None,
+    datasets: str | Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    device: str | None = None,
+    mnist: str | None = None,
+    overrides: Sequence[str] = (),
+) -> list[PlannedRun]:
+    """Every (dataset, seed, method) cell of ``suite`` selected by the filters, seed-major.
+
+    Seed-major order means an interrupted suite already has a complete one-seed table.
+    ``mnist`` replaces the MNIST file of ``configs/mnist.yaml``; ``overrides`` are extra
+    ``--set`` settings of every run (recorded in each run's config).
+    """
+    picked_methods = _parse_list(methods, suite.methods, "method")
+    picked_data = _parse_list(datasets, suite.datasets, "data set")
+    chosen_methods = [m for m in suite.methods if picked_methods is None or m in picked_methods]
+    chosen_data = [d for d in suite.datasets if picked_data is None or d in picked_data]
+    chosen_seeds = list(seeds) if seeds is not None else list(suite.seeds)
+    root = Path(workdir)
+    runs = []
+    for seed in chosen_seeds:
+        for name in chosen_data:
+            spec = DATASETS[name]
+            for method in chosen_methods:
+                path = root / name / method / f"seed{seed}"
+                reason = suite.unsupported.get((method, name))
+                argv = None
+                if reason is None:
+                    argv = _train_argv(spec, budget, method, seed, path, device, mnist, overrides)
+                runs.append(PlannedRun(name, method, seed, path, argv, reason))
+    return runs
+
+
+def _train_argv(
+    spec: DatasetSpec,
+    budget: Budget,
+    method: str,
+    seed: int,
+    path: Path,
+    device: str | None,
+    mnist: str | None,
+    overrides: Sequence[str],
+) -> tuple[str, ...]:
+    layer = _merge_layers(
+        spec.layer,
+        budget.common,
+        budget.datasets.get(spec.name, {}),
+        budget.methods.get(spec.name, {}).get(method, {}),
+    )
+    epochs = layer.get("train", {}).get("epochs")
+    if epochs is not None and epochs < MIN_EPOCHS.get(method, 1):
+        layer = _merge_layers(layer, {"train": {"epochs": MIN_EPOCHS[method]}})
+    if mnist is not None and spec.name == "mnist":
+        layer = _merge_layers(layer, {"data": {"path": str(mnist)}})
+    argv = ["train", "--model", method, "--seed", str(seed), "-o", str(path)]
+    for name in spec.config_files:
+        argv += ["--config", str(find_config_file(name))]
+    if device:
+        argv += ["--device", device]
+    for item in [*_overrides(layer), *overrides]:
+        argv += ["--set", item]
+    return tuple(argv)
+
+
+# --------------------------------------------------------------------------- configs of runs
+
+# Settings that may differ between a saved run and the plan without changing its results.
+_IGNORED = ("train.device", "train.progress", "name")
+
+
+def planned_config(run: PlannedRun) -> dict[str, Any]:
+    """The resolved config ``dualcontrast train`` would save for ``run`` (as a dict)."""
+    from ..cli import train as train_cmd
+    from ..cli.common import data_layer, resolve_config
+    from ..cli.main import build_parser
+
+    args = build_parser().parse_args(list(run.argv or ()))
+    return resolve_config(args, train_cmd.FLAGS, base=data_layer(args.data)).to_dict()
+
+
+def config_differences(saved: dict[str, Any], planned: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ (``_IGNORED`` keys excepted)."""
+    diffs = []
+    for key in sorted(set(saved) | set(planned)):
+        path = f"{prefix}{key}"
+        if path in _IGNORED:
+            continue
+        a, b = saved.get(key), planned.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += config_differences(a, b, f"{path}.")
+        elif a != b:
+            diffs.append(f"{path}: run has {a!r}, plan has {b!r}")
+    return diffs
+
+
+def preflight(runs: Sequence[PlannedRun]) -> None:
+    """Resolve the config of one run per (data set, method) and check its data file exists.
+
+    Bad settings or a missing data file (e.g. MNIST outside the development workspace) fail
+    here, before an hour of training, rather than once per run.
+    """
+    seen = set()
+    for run in runs:
+        if run.argv is None or (run.dataset, run.method) in seen:
+            continue
+        seen.add((run.dataset, run.method))
+        cfg = planned_config(run)
+        path = cfg["data"]["path"]
+        if path is not None and not Path(path).exists():
+            hint = (
+                " (pass --mnist PATH, or leave MNIST out with --datasets)" if run.dataset == "mnist" else ""
+            )
+            raise ConfigError(f"{run.dataset}: data file {path} not found{hint}")
+
+
+def check_existing(run: PlannedRun) -> list[str]:
+    """Differences between an existing run's config and the plan ([] if none or no run yet)."""
+    from ..config import build_config, load_yaml
+
+    config = run.path / "config.yaml"
+    if run.argv is None or not config.exists():
+        return []
+    saved = build_config(load_yaml(config)).to_dict()
+    return config_differences(saved, planned_config(run))
+
+
+# --------------------------------------------------------------------------- running
+
+
+def device_description(device: torch.device) -> str:
+    """A readable name of the device runs train on (GPU model, or CPU model and threads)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    name = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The ``benchmark.json`` of a run directory ({} if absent or unreadable)."""
+    try:
+        return json.loads((path / SIDECAR).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_sidecar(path: Path, doc: dict[str, Any]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    tmp = path / (SIDECAR + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path / SIDECAR)
+
+
+def _resolved_device(argv: Sequence[str]) -> torch.device:
+    from ..training import resolve_device
+
+    name = argv[argv.index("--device") + 1] if "--device" in argv else "auto"
+    return resolve_device(name)
+
+
+def train_planned(run: PlannedRun, *, force: bool = False, budget: str = "") -> dict[str, Any]:
+    """Train and evaluate one run through the ``dualcontrast train`` command; returns its sidecar.
+
+    An existing run directory is continued from its checkpoint (``--resume``) or, without one
+    or with ``force``, replaced (``--overwrite``, which removes only the files a run writes).
+    A failure is recorded in the sidecar (status ``failed``, the error) and not raised, so the
+    rest of the suite goes on; KeyboardInterrupt stops everything.
+    """
+    from ..cli.main import build_parser
+
+    if run.argv is None:
+        raise ValueError(f"{run.key}: unsupported ({run.unsupported}); nothing to train")
+    argv = list(run.argv)
+    if (run.path / "config.yaml").exists():
+        resumable = (run.path / "checkpoints" / "last.pt").exists() and not force
+        argv.append("--resume" if resumable else "--overwrite")
+    device = _resolved_device(argv)
+    doc: dict[str, Any] = {
+        "run": run.key,
+        "budget": budget,
+        "device": str(device),
+        "device_name": device_description(device),
+        "command": shlex.join(["dualcontrast", *argv]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        args.func(args)
+        doc["status"] = "done" if run.done else "failed"
+        if not run.done:
+            doc["error"] = "training finished without metrics.json"
+    except Exception as e:  # one failed method must not stop an hour-long suite
+        doc["status"] = "failed"
+        doc["error"] = f"{type(e).__name__}: {e}"
+        log.error("%s failed: %s", run.key, doc["error"])
+        log.debug("%s", traceback.format_exc())
+    doc["wall_s"] = round(time.perf_counter() - t0, 2)
+    doc["cpu_s"] = round(time.process_time() - cpu0, 2)  # all threads; vs wall_s shows contention
+    _write_sidecar(run.path, doc)
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return doc
+
+
+def _eta(todo: list[PlannedRun], seconds: dict[str, list[float]]) -> float:
+    """Seconds left: each remaining run at the mean time of finished runs of its data set."""
+    every = [s for values in seconds.values() for s in values]
+    if not every:
+        return float("nan")
+    fallback = sum(every) / len(every)
+    return sum(
+        (sum(seconds[r.dataset]) / len(seconds[r.dataset])) if seconds.get(r.dataset) else fallback
+        for r in todo
+    )
+
+
+def _clock(seconds: float) -> str:
+    if seconds != seconds:  # NaN: nothing measured yet
+        return "?"
+    seconds = round(seconds)
+    return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_suite(
+    runs: Sequence[PlannedRun], *, force: bool = False, budget: str = "", progress: bool = True
+) -> dict[str, int]:
+    """Train every planned run that has no ``metrics.json`` yet (all of them with ``force``).
+
+    Before training anything, checks that no existing run was made with other settings
+    (RunDirError naming them). Returns counts: ``trained``, ``failed``, ``skipped`` (already
+    done), ``unsupported``.
+    """
+    todo = [r for r in runs if r.argv is not None and (force or not r.done)]
+    if not force:
+        stale = {r.key: d for r in runs if (d := check_existing(r))}
+        if stale:
+            lines = "\n".join(f"  {k}: {'; '.join(d)}" for k, d in stale.items())
+            raise RunDirError(
+                f"{len(stale)} existing run(s) were made with other settings than this plan:\n{lines}\n"
+                "pass --force to retrain them, or choose another --workdir"
+            )
+    counts = {
+        "trained": 0,
+        "failed": 0,
+        "skipped": sum(r.argv is not None and r.done for r in runs) if not force else 0,
+        "unsupported": sum(r.argv is None for r in runs),
+    }
+    if counts["skipped"]:
+        log.warning("%d run(s) already have metrics.json and are kept (--force retrains)", counts["skipped"])
+    seconds: dict[str, list[float]] = {}
+    start = time.perf_counter()
+    bar = tqdm(total=len(todo), desc="benchmark", unit="run", disable=not progress)
+    for i, run in enumerate(todo):
+        bar.set_postfix_str(run.key)
+        doc = train_planned(run, force=force, budget=budget)
+        counts["trained" if doc["status"] == "done" else "failed"] += 1
+        seconds.setdefault(run.dataset, []).append(doc["wall_s"])
+        bar.update(1)
+        log.warning(
+            "[%d/%d] %s %s in %.0f s; elapsed %s, ETA %s",
+            i + 1,
+            len(todo),
+            run.key,
+            doc["status"],
+            doc["wall_s"],
+            _clock(time.perf_counter() - start),
+            _clock(_eta(todo[i + 1 :], seconds)),
+        )
+    bar.close()
+    return counts

@@ -1,0 +1,615 @@
+"""Speed benchmark: the reference DualContrast step against the fused one, in one run.
+
+Measures, on one machine and the same data, with the two steps interleaved (epoch by epoch,
+step by step) so that background load hits both alike:
+
+1. MNIST (2D, batch 100): epoch time and samples/s of the ``reference`` and ``fused`` steps
+   trained side by side from the same weights and random stream, and their D(c|c), D(c|z)
+   after the same number of epochs;
+2. 32^3 volumes (batch 50, the subtomogram architecture of configs/subtomo.yaml): step time
+   and samples/s of both steps with the reference MLP decoder and the conv-transpose one;
+3. 3D quality of the two decoders (fused step) on the built-in ``phantoms3d`` simulation,
+   when it is available;
+4. optionally, peak resident memory while embedding 100,000 32^3 volumes from a
+   memory-mapped ``.npy`` file (written, then deleted).
+
+Results: ``benchmarks/results/speed.md`` and ``speed.json`` (``--quick``: ``speed_quick.*``).
+Wall times depend on what else runs; the load average and the process CPU time of every
+timed part are recorded next to them.
+
+Usage (from the repository root)::
+
+    python benchmarks/speed.py --memmap-dir /work/exp    # full run, ~20 min on an idle 2-core CPU
+    python benchmarks/speed.py --quick                   # the script itself, ~3 min
+    python benchmarks/speed.py --device cuda             # the same on a GPU (data resident there)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dualcontrast.config import build_config, load_yaml
+from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
+from dualcontrast.evaluation import d_score, embed_splits, split_view
+from dualcontrast.models import build_model
+from dualcontrast.training import RunDir, Trainer, resolve_device, rng_state, set_rng_state
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
+RESULTS = REPO / "benchmarks" / "results"
+STEPS = ("reference", "fused")
+# The paper writes D(c|z) for "content predicted from z", D(z|z) for the transformation factor.
+FACTOR_SYMBOL = {"content": "c", "transform": "z"}
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def load_avg() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env = {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "load_avg_start": load_avg(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+class Clock:
+    """Wall and process-CPU seconds of a block, with device work finished."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.wall = self.cpu = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __enter__(self) -> Clock:
+        self._sync()
+        self._w, self._c = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._sync()
+        self.wall = time.perf_counter() - self._w
+        self.cpu = time.process_time() - self._c
+
+
+class RngSlot:
+    """A private random stream: each side of a comparison draws from its own copy of one
+    starting state, so interleaving them does not change what either of them sees."""
+
+    def __init__(self) -> None:
+        self.state = rng_state()
+
+    @contextlib.contextmanager
+    def active(self):
+        outside = rng_state()
+        set_rng_state(self.state)
+        try:
+            yield
+        finally:
+            self.state = rng_state()
+            set_rng_state(outside)
+
+
+# --------------------------------------------------------------------------- training side by side
+
+
+@dataclass
+class Contender:
+    name: str
+    trainer: Trainer
+    slot: RngSlot
+    epochs: list[dict[str, float]] = field(default_factory=list)
+
+
+def side_by_side(
+    configs: dict[str, Any], splits, device: torch.device, workdir: Path, epochs: int
+) -> dict[str, Contender]:
+    """Train every config for ``epochs`` epochs, one epoch of each in turn."""
+    contenders = {}
+    for name, cfg in configs.items():
+        trainer = Trainer(cfg, RunDir.create(workdir / name, overwrite=True), splits, device)
+        contenders[name] = Contender(name, trainer, RngSlot())  # the state right after seeding
+    for epoch in range(1, epochs + 1):
+        for c in contenders.values():
+            c.trainer.cfg.train.epochs = epoch
+            load = load_avg()[0]
+            with c.slot.active(), Clock(device) as clock:
+                c.trainer.fit()
+            c.epochs.append({"epoch": epoch, "wall_s": clock.wall, "cpu_s": clock.cpu, "load1": load})
+            print(
+                f"  {c.name:>14} epoch {epoch}: {clock.wall:7.1f} s wall, {clock.cpu:7.1f} s CPU", flush=True
+            )
+    return contenders
+
+
+def scores(model, splits, device: torch.device, pairs: list[tuple[str, str]]) -> dict[str, float]:
+    """D(factor | code) on the test split for each ``(factor, code)``, the paper's protocol."""
+    arrays = embed_splits(model, splits, batch_size=1000, device=device, progress=False)
+    train, test = split_view(arrays, "train"), split_view(arrays, "test")
+    out = {}
+    for factor, code in pairs:
+        if factor in train and f"{code}_mu" in train:
+            out[f"D({FACTOR_SYMBOL[factor]}|{code})"] = d_score(
+                train[f"{code}_mu"], train[factor], test[f"{code}_mu"], test[factor], max_fit_samples=20000
+            )
+    return out
+
+
+def epoch_summary(c: Contender, n_train: int) -> dict[str, Any]:
+    walls = [e["wall_s"] for e in c.epochs]
+    cpus = [e["cpu_s"] for e in c.epochs]
+    steady = walls[1:] or walls  # the first epoch also builds kernels and caches
+    steady_cpu = cpus[1:] or cpus
+    return {
+        "epochs": c.epochs,
+        "epoch_wall_s": float(np.median(steady)),
+        "epoch_cpu_s": float(np.median(steady_cpu)),
+        "samples_per_s": n_train / float(np.median(steady)),
+    }
+
+
+# --------------------------------------------------------------------------- 1. MNIST
+
+
+def runtime_layer(args, device: torch.device, step: str) -> dict[str, Any]:
+    return {
+        "train": {
+            "step": step,
+            "device": str(device),
+            "progress": False,
+            "amp": args.amp,
+            "compile": args.compile,
+            "eval_every": 0,
+        }
+    }
+
+
+def mnist_part(args, device: torch.device, workdir: Path) -> dict[str, Any]:
+    base = load_yaml(REPO / "configs" / "mnist.yaml")
+    base["data"] = {"path": str(args.mnist), "max_samples": 6000 if args.quick else None}
+    configs = {step: build_config(base, runtime_layer(args, device, step)) for step in STEPS}
+    splits = load_splits(configs["fused"])
+    print(f"MNIST: {len(splits.train)} train / {len(splits.test)} test, {args.mnist_epochs} epochs per step")
+    contenders = side_by_side(configs, splits, device, workdir / "mnist", args.mnist_epochs)
+    n_train = (len(splits.train) // 100) * 100
+    out: dict[str, Any] = {"n_train": len(splits.train), "epochs": args.mnist_epochs, "steps": {}}
+    for step, c in contenders.items():
+        out["steps"][step] = {
+            **epoch_summary(c, n_train),
+            "quality": scores(c.trainer.model, splits, device, [("content", "c"), ("content", "z")]),
+        }
+    ref, fused = out["steps"]["reference"], out["steps"]["fused"]
+    out["speedup_wall"] = ref["epoch_wall_s"] / fused["epoch_wall_s"]
+    out["speedup_cpu"] = ref["epoch_cpu_s"] / fused["epoch_cpu_s"]
+    return out
+
+
+def load_splits(cfg):
+    d = cfg.data
+    return load_data(
+        d.path,
+        name=d.name,
+        labels=d.labels,
+        test_fraction=d.test_fraction,
+        split_seed=d.split_seed,
+        normalize=d.normalize,
+        max_samples=d.max_samples,
+        params=d.params,
+    )
+
+
+# --------------------------------------------------------------------------- 2. 32^3 step speed
+
+
+def subtomo_config(args, device: torch.device, step: str, decoder: str, extra: dict | None = None):
+    base = load_yaml(REPO / "configs" / "subtomo.yaml")
+    return build_config(base, {"model": {"decoder": decoder}}, runtime_layer(args, device, step), extra or {})
+
+
+def volume_batch(n: int, device: torch.device) -> tuple[torch.Tensor, str]:
+    """``n`` normalised 32^3 volumes: simulated phantoms where the data set exists, else noise."""
+    if "phantoms3d" in BUILTIN_DATASETS.names():
+        # 12 maps (3 identities x 4 states); 80% of the volumes land in the training split.
+        splits = load_data(name="phantoms3d", params={"n_per_state": n // 6, "progress": False})
+        x = splits.train.batch(np.arange(n))
+        source = "phantoms3d (simulated subtomograms, SNR 0.1)"
+    else:
+        x = np.random.default_rng(0).standard_normal((n, 1, 32, 32, 32), dtype=np.float32)
+        source = "random normal volumes"
+    x = (x - x.mean(axis=(1, 2, 3, 4), keepdims=True)) / x.std(axis=(1, 2, 3, 4), keepdims=True)
+    return torch.from_numpy(x).to(device), source
+
+
+def volume_speed(args, device: torch.device) -> dict[str, Any]:
+    """Seconds per step of each (step, decoder) pair, round robin after one warm-up step."""
+    batch = 50
+    x, source = volume_batch(batch, device)
+    variants = {}
+    for decoder in ("mlp", "conv"):
+        for step in STEPS:
+            cfg = subtomo_config(args, device, step, decoder)
+            torch.manual_seed(0)
+            model = build_model(cfg, (1, 32, 32, 32), "linear").to(device)
+            if args.amp and device.type == "cuda":
+                model.amp_dtype = torch.bfloat16
+            if args.compile:
+                for _, net in model.named_networks():
+                    net.compile()
+            variants[f"{step}+{decoder}"] = (model, model.configure_optimizers(1e-4))
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
+    print(f"32^3 volumes ({source}), batch {batch}: {args.volume_rounds} timed rounds")
+    for r in range(args.volume_rounds + 1):
+        for name, (model, opt) in variants.items():
+            with Clock(device) as clock:
+                model.training_step(x, opt)
+            if r > 0:  # round 0 warms up
+                times[name].append((clock.wall, clock.cpu))
+        if r > 0:
+            print("  round", r, ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in times.items()), flush=True)
+    out: dict[str, Any] = {"batch": batch, "data": source, "variants": {}}
+    for name, (model, _) in variants.items():
+        wall = float(np.median([t[0] for t in times[name]]))
+        cpu = float(np.median([t[1] for t in times[name]]))
+        out["variants"][name] = {
+            "step_wall_s": wall,
+            "step_cpu_s": cpu,
+            "samples_per_s": batch / wall,
+            "decoder_params_M": sum(p.numel() for p in model.decoder.parameters()) / 1e6,
+            "steps_wall_s": [t[0] for t in times[name]],
+        }
+    ref = out["variants"]["reference+mlp"]["step_wall_s"]
+    for v in out["variants"].values():
+        v["speedup_vs_reference_mlp"] = ref / v["step_wall_s"]
+    del variants
+    return out
+
+
+# --------------------------------------------------------------------------- 3. 3D quality
+
+
+def volume_quality(args, device: torch.device, workdir: Path) -> dict[str, Any]:
+    if "phantoms3d" not in BUILTIN_DATASETS.names():
+        return {"skipped": "the built-in phantoms3d data set is not available: speed only"}
+    extra = {"data": {"params": {"n_per_state": args.phantoms_per_state, "progress": False}}}
+    configs = {
+        f"fused+{decoder}": subtomo_config(args, device, "fused", decoder, extra)
+        for decoder in ("mlp", "conv")
+    }
+    splits = load_splits(configs["fused+conv"])
+    print(f"phantoms3d: {len(splits.train)} train / {len(splits.test)} test, {args.volume_epochs} epochs")
+    contenders = side_by_side(configs, splits, device, workdir / "phantoms3d", args.volume_epochs)
+    n_train = (len(splits.train) // 50) * 50
+    pairs = [("content", "c"), ("content", "z"), ("transform", "z"), ("transform", "c")]
+    out: dict[str, Any] = {"n_train": len(splits.train), "epochs": args.volume_epochs, "decoders": {}}
+    for name, c in contenders.items():
+        out["decoders"][name] = {
+            **epoch_summary(c, n_train),
+            "quality": scores(c.trainer.model, splits, device, pairs),
+        }
+    return out
+
+
+# --------------------------------------------------------------------------- 4. memory while embedding
+
+
+def write_volumes(path: Path, n: int, size: int = 32, chunk: int = 1000) -> None:
+    """``n`` float32 volumes as a ``.npy``, written block by block (never held whole)."""
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((chunk, size, size, size), dtype=np.float32)
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, size, size, size))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        arr[start:stop] = block[: stop - start] * (1.0 + start / n)
+        arr.flush()
+    del arr
+
+
+def memmap_rss(args, device: torch.device) -> dict[str, Any]:
+    target = Path(args.memmap_dir) / f"dualcontrast_speed_{os.getpid()}.npy"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    n = args.memmap_n
+    print(f"memory-mapped embedding: writing {n} volumes ({n * 32**3 * 4 / 2**30:.1f} GiB) to {target}")
+    try:
+        with Clock(torch.device("cpu")) as clock:
+            write_volumes(target, n)
+        cmd = [sys.executable, __file__, "--embed-worker", str(target), "--device", str(device)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"embedding worker failed:\n{proc.stderr[-4000:]}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        result["write_s"] = clock.wall
+        result["file_gib"] = target.stat().st_size / 2**30
+        return result
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def _status_kib(*keys: str) -> dict[str, int]:
+    """Memory counters of this process from /proc/self/status (Linux), in KiB."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in keys:
+            out[key] = int(value.split()[0])
+    return out
+
+
+def embed_worker(path: Path, device: torch.device) -> None:
+    """Child process: embed every volume of ``path`` and print its memory use as JSON.
+
+    Peak RSS is the kernel's high-water mark of this process image (``VmHWM``; ``ru_maxrss``
+    would also count the parent's memory at fork time), and a watcher samples the anonymous
+    and file-backed parts.
+    """
+    from dualcontrast.data.images import load_npy
+    from dualcontrast.evaluation import embed
+
+    peak: dict[str, int] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            for k, v in _status_kib("RssAnon", "RssFile").items():
+                peak[k] = max(peak.get(k, 0), v)
+            stop.wait(0.05)
+
+    before = _status_kib("VmRSS")["VmRSS"]
+    # Read lazily whatever the file size (data.load_path does so above 512 MiB), normalised
+    # per particle as configs/subtomo.yaml asks.
+    lazy = load_npy(path, mmap_threshold_bytes=0)
+    data = Dataset(lazy.x, source=lazy.source, normalize="per_sample")
+    cfg = build_config(load_yaml(REPO / "configs" / "subtomo.yaml"), {"model": {"decoder": "conv"}})
+    model = build_model(cfg, data.sample_shape, "linear").to(device)
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with Clock(device) as clock:
+        codes = embed(model, data, batch_size=cfg.eval.batch_size, device=device, progress=False)
+    stop.set()
+    watcher.join()
+    print(
+        json.dumps(
+            {
+                "n": len(data),
+                "lazy": not data.in_memory,
+                "batch_size": cfg.eval.batch_size,
+                "embed_s": clock.wall,
+                "volumes_per_s": len(data) / clock.wall,
+                "rss_before_mib": before / 1024,
+                "peak_rss_mib": _status_kib("VmHWM")["VmHWM"] / 1024,
+                "peak_rss_anon_mib": peak.get("RssAnon", 0) / 1024,
+                "peak_rss_file_mib": peak.get("RssFile", 0) / 1024,
+                "codes_shape": list(codes["c_mu"].shape),
+            }
+        )
+    )
+
+
+# --------------------------------------------------------------------------- report
+
+
+def fmt(v: float, digits: int = 2) -> str:
+    return f"{v:.{digits}f}"
+
+
+def report(res: dict[str, Any], command: str) -> str:
+    env = res["environment"]
+    lines = [
+        "# Speed: reference vs fused DualContrast step",
+        "",
+        f"Command: `{command}` (from the repository root{'; QUICK settings: checks the script, not the targets' if res['quick'] else ''}).",
+        "",
+        f"Machine: {env['cpu']}, {env['cores']} cores, torch {env['torch']} ({env['torch_threads']} threads), "
+        f"device {env['device']}{' (' + env['gpu'] + ')' if 'gpu' in env else ''}. Started {env['started']}.",
+        f"Load average (1, 5, 15 min) at start {env['load_avg_start']}, at end {res['load_avg_end']}"
+        + (
+            f" — the machine was shared during this run ({env['cores']} cores): wall times are inflated"
+            " and less comparable than CPU times."
+            if max(env["load_avg_start"][0], res["load_avg_end"][0]) > 0.5 * (env["cores"] or 1) + 1
+            else "."
+        ),
+        "",
+        "Both steps of each comparison run in the same process, interleaved (an epoch or a step of "
+        "each in turn), from the same weights and the same random stream. `CPU s` is the process's "
+        "CPU time, less sensitive to other load than wall time.",
+        "",
+    ]
+    if "mnist" in res:
+        m = res["mnist"]
+        lines += [
+            f"## MNIST (2D), batch 100, {m['n_train']} training images, {m['epochs']} epochs per step",
+            "",
+            r"| step | epoch wall s | epoch CPU s | samples/s | D(c\|c) | D(c\|z) |",
+            "|---|---|---|---|---|---|",
+        ]
+        for step, r in m["steps"].items():
+            q = r["quality"]
+            lines.append(
+                f"| {step} | {fmt(r['epoch_wall_s'], 1)} | {fmt(r['epoch_cpu_s'], 1)} | {fmt(r['samples_per_s'], 0)} "
+                f"| {fmt(q.get('D(c|c)', float('nan')), 3)} | {fmt(q.get('D(c|z)', float('nan')), 3)} |"
+            )
+        d = m["steps"]["fused"]["quality"]["D(c|c)"] - m["steps"]["reference"]["quality"]["D(c|c)"]
+        lines += [
+            "",
+            f"Speed-up of the fused step: **{fmt(m['speedup_wall'])}x** wall, {fmt(m['speedup_cpu'])}x CPU time. "
+            f"D(c|c) fused - reference: {d:+.3f}. Epoch times are medians over epochs 2.. "
+            "(epoch 1 also builds kernels); per-epoch values with the load average in speed.json.",
+            "",
+        ]
+    if "volume_speed" in res:
+        v = res["volume_speed"]
+        lines += [
+            f"## 32^3 volumes, batch {v['batch']} (configs/subtomo.yaml: d = 50), {v['data']}",
+            "",
+            "| step + decoder | decoder params (M) | step wall s | step CPU s | samples/s | vs reference + MLP |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, r in v["variants"].items():
+            lines.append(
+                f"| {name} | {fmt(r['decoder_params_M'], 1)} | {fmt(r['step_wall_s'])} | {fmt(r['step_cpu_s'])} "
+                f"| {fmt(r['samples_per_s'], 1)} | {fmt(r['speedup_vs_reference_mlp'])}x |"
+            )
+        lines += ["", "Medians over the timed rounds (one warm-up step each first).", ""]
+    if "volume_quality" in res:
+        q = res["volume_quality"]
+        lines += ["## 3D quality of the two decoders (fused step)", ""]
+        if "skipped" in q:
+            lines += [q["skipped"], ""]
+        else:
+            keys = list(next(iter(q["decoders"].values()))["quality"])
+            lines += [
+                f"phantoms3d, {q['n_train']} training volumes, {q['epochs']} epochs each, interleaved.",
+                "",
+                "| decoder | epoch wall s | epoch CPU s | "
+                + " | ".join(k.replace("|", r"\|") for k in keys)
+                + " |",
+                "|---|---|---|" + "---|" * len(keys),
+            ]
+            for name, r in q["decoders"].items():
+                lines.append(
+                    f"| {name} | {fmt(r['epoch_wall_s'], 1)} | {fmt(r['epoch_cpu_s'], 1)} | "
+                    + " | ".join(fmt(r["quality"][k], 3) for k in keys)
+                    + " |"
+                )
+            lines.append("")
+    if "memmap" in res:
+        mm = res["memmap"]
+        lines += [
+            "## Memory while embedding from a memory-mapped file",
+            "",
+            f"{mm['n']} volumes of 32^3 ({fmt(mm['file_gib'], 1)} GiB float32 `.npy`, read lazily: {mm['lazy']}), "
+            f"subtomogram encoder, batch {mm['batch_size']}: {fmt(mm['embed_s'], 1)} s "
+            f"({fmt(mm['volumes_per_s'], 0)} volumes/s). Peak RSS {fmt(mm['peak_rss_mib'], 0)} MiB "
+            f"(of which at most {fmt(mm['peak_rss_anon_mib'], 0)} anonymous and {fmt(mm['peak_rss_file_mib'], 0)} "
+            f"file-backed; {fmt(mm['rss_before_mib'], 0)} MiB before the data was opened). Target < 2048 MiB.",
+            "",
+        ]
+    if "errors" in res:
+        lines += ["## Parts that failed", ""] + [f"- {k}: {v}" for k, v in res["errors"].items()] + [""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small settings that only check the script")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--mnist", type=Path, default=MNIST, help="MNIST .npz")
+    p.add_argument("--mnist-epochs", type=int)
+    p.add_argument("--volume-rounds", type=int)
+    p.add_argument("--volume-epochs", type=int)
+    p.add_argument("--phantoms-per-state", type=int)
+    p.add_argument("--memmap-n", type=int, help="volumes in the memory-mapped file (default 100000)")
+    p.add_argument("--memmap-dir", default=tempfile.gettempdir(), help="where the temporary file goes")
+    p.add_argument(
+        "--skip", action="append", default=[], choices=["mnist", "volume-speed", "volume-quality", "memmap"]
+    )
+    p.add_argument("--out", type=Path, help="results file stem (default benchmarks/results/speed[_quick])")
+    p.add_argument("--workdir", type=Path, help="run directories (default: a temporary folder)")
+    p.add_argument("--embed-worker", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    defaults = (
+        {
+            "mnist_epochs": 1,
+            "volume_rounds": 2,
+            "volume_epochs": 1,
+            "phantoms_per_state": 10,
+            "memmap_n": 2000,
+        }
+        if args.quick
+        else {
+            "mnist_epochs": 5,
+            "volume_rounds": 5,
+            "volume_epochs": 4,
+            "phantoms_per_state": 100,
+            "memmap_n": 100_000,
+        }
+    )
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    if args.embed_worker:
+        embed_worker(args.embed_worker, device)
+        return 0
+    command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    res: dict[str, Any] = {"quick": args.quick, "environment": environment(device), "args": vars(args)}
+    res["args"] = {k: str(v) for k, v in res["args"].items()}
+    parts = [
+        ("mnist", lambda w: mnist_part(args, device, w)),
+        ("volume_speed", lambda w: volume_speed(args, device)),
+        ("volume_quality", lambda w: volume_quality(args, device, w)),
+        ("memmap", lambda w: memmap_rss(args, device)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="dc_speed_") as tmp:
+        workdir = args.workdir or Path(tmp)
+        for name, run in parts:
+            if name.replace("_", "-") in args.skip or (name == "mnist" and not args.mnist.exists()):
+                continue
+            t0 = time.perf_counter()
+            try:
+                res[name] = run(workdir)
+            except Exception as e:  # one failing part must not lose the others' numbers
+                res.setdefault("errors", {})[name] = f"{type(e).__name__}: {e}"
+                print(f"{name} failed: {e}", file=sys.stderr)
+            res.setdefault("part_seconds", {})[name] = time.perf_counter() - t0
+    res["load_avg_end"] = load_avg()
+    stem = args.out or RESULTS / ("speed_quick" if args.quick else "speed")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(res, indent=2, default=str))
+    stem.with_suffix(".md").write_text(report(res, command))
+    print(f"wrote {stem.with_suffix('.md')} and .json")
+    return 1 if "errors" in res else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -47,7 +47,8 @@ from dualcontrast.config import build_config, load_yaml
 from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
 from dualcontrast.evaluation import d_score, embed_splits, split_view
 from dualcontrast.models import build_model
-from dualcontrast.training import RunDir, Trainer, resolve_device, rng_state, set_rng_state
+from dualcontrast.training import RunDir, Trainer, apply_runtime, resolve_device, rng_state, set_rng_state
+from dualcontrast.training.trainer import bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
@@ -189,23 +190,31 @@ def epoch_summary(c: Contender, n_train: int) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 1. MNIST
 
 
-def runtime_layer(args, device: torch.device, step: str) -> dict[str, Any]:
+def runtime_layer(args, device: torch.device, step: str, amp: bool | None = None) -> dict[str, Any]:
     return {
         "train": {
             "step": step,
             "device": str(device),
             "progress": False,
-            "amp": args.amp,
+            "amp": args.amp if amp is None else amp,
             "compile": args.compile,
             "eval_every": 0,
         }
     }
 
 
+def bf16_contender(args, device: torch.device) -> bool:
+    """Also time the fused step under bf16 autocast, on a CPU that computes bf16 natively
+    (on GPUs ``--amp`` puts every contender in bf16 instead)."""
+    return device.type == "cpu" and not args.amp and "bf16" not in args.skip and bf16_supported(device)
+
+
 def mnist_part(args, device: torch.device, workdir: Path) -> dict[str, Any]:
     base = load_yaml(REPO / "configs" / "mnist.yaml")
     base["data"] = {"path": str(args.mnist), "max_samples": 6000 if args.quick else None}
     configs = {step: build_config(base, runtime_layer(args, device, step)) for step in STEPS}
+    if bf16_contender(args, device):
+        configs["fused+bf16"] = build_config(base, runtime_layer(args, device, "fused", amp=True))
     splits = load_splits(configs["fused"])
     print(f"MNIST: {len(splits.train)} train / {len(splits.test)} test, {args.mnist_epochs} epochs per step")
     contenders = side_by_side(configs, splits, device, workdir / "mnist", args.mnist_epochs)
@@ -216,9 +225,10 @@ def mnist_part(args, device: torch.device, workdir: Path) -> dict[str, Any]:
             **epoch_summary(c, n_train),
             "quality": scores(c.trainer.model, splits, device, [("content", "c"), ("content", "z")]),
         }
-    ref, fused = out["steps"]["reference"], out["steps"]["fused"]
-    out["speedup_wall"] = ref["epoch_wall_s"] / fused["epoch_wall_s"]
-    out["speedup_cpu"] = ref["epoch_cpu_s"] / fused["epoch_cpu_s"]
+    ref = out["steps"]["reference"]
+    for r in out["steps"].values():
+        r["speedup_wall"] = ref["epoch_wall_s"] / r["epoch_wall_s"]
+        r["speedup_cpu"] = ref["epoch_cpu_s"] / r["epoch_cpu_s"]
     return out
 
 
@@ -262,18 +272,17 @@ def volume_speed(args, device: torch.device) -> dict[str, Any]:
     """Seconds per step of each (step, decoder) pair, round robin after one warm-up step."""
     batch = 50
     x, source = volume_batch(batch, device)
+    combos = [(step, decoder, args.amp) for decoder in ("mlp", "conv") for step in STEPS]
+    if bf16_contender(args, device):
+        combos.append(("fused", "conv", True))
     variants = {}
-    for decoder in ("mlp", "conv"):
-        for step in STEPS:
-            cfg = subtomo_config(args, device, step, decoder)
-            torch.manual_seed(0)
-            model = build_model(cfg, (1, 32, 32, 32), "linear").to(device)
-            if args.amp and device.type == "cuda":
-                model.amp_dtype = torch.bfloat16
-            if args.compile:
-                for _, net in model.named_networks():
-                    net.compile()
-            variants[f"{step}+{decoder}"] = (model, model.configure_optimizers(1e-4))
+    for step, decoder, amp in combos:
+        cfg = subtomo_config(args, device, step, decoder)
+        torch.manual_seed(0)
+        model = build_model(cfg, (1, 32, 32, 32), "linear").to(device)
+        apply_runtime(model, device, 3, amp=amp, compile=args.compile)
+        name = f"{step}+{decoder}" + ("+bf16" if amp and not args.amp else "")
+        variants[name] = (model, model.configure_optimizers(1e-4))
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     print(f"32^3 volumes ({source}), batch {batch}: {args.volume_rounds} timed rounds")
     for r in range(args.volume_rounds + 1):
@@ -456,21 +465,22 @@ def report(res: dict[str, Any], command: str) -> str:
         lines += [
             f"## MNIST (2D), batch 100, {m['n_train']} training images, {m['epochs']} epochs per step",
             "",
-            r"| step | epoch wall s | epoch CPU s | samples/s | D(c\|c) | D(c\|z) |",
-            "|---|---|---|---|---|---|",
+            r"| step | epoch wall s | epoch CPU s | samples/s | speed-up (wall / CPU) | D(c\|c) | D(c\|z) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for step, r in m["steps"].items():
             q = r["quality"]
             lines.append(
                 f"| {step} | {fmt(r['epoch_wall_s'], 1)} | {fmt(r['epoch_cpu_s'], 1)} | {fmt(r['samples_per_s'], 0)} "
+                f"| {fmt(r['speedup_wall'])}x / {fmt(r['speedup_cpu'])}x "
                 f"| {fmt(q.get('D(c|c)', float('nan')), 3)} | {fmt(q.get('D(c|z)', float('nan')), 3)} |"
             )
         d = m["steps"]["fused"]["quality"]["D(c|c)"] - m["steps"]["reference"]["quality"]["D(c|c)"]
         lines += [
             "",
-            f"Speed-up of the fused step: **{fmt(m['speedup_wall'])}x** wall, {fmt(m['speedup_cpu'])}x CPU time. "
-            f"D(c|c) fused - reference: {d:+.3f}. Epoch times are medians over epochs 2.. "
-            "(epoch 1 also builds kernels); per-epoch values with the load average in speed.json.",
+            f"D(c|c) fused - reference after {m['epochs']} epochs: {d:+.3f}. Epoch times are medians over "
+            "epochs 2.. (epoch 1 also builds kernels); every epoch with its load average is in speed.json. "
+            "`fused+bf16`: the fused step under bf16 autocast (`train.amp: true`) on a CPU with native bf16.",
             "",
         ]
     if "volume_speed" in res:
@@ -534,7 +544,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small settings that only check the script")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for every contender (GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
     p.add_argument("--mnist", type=Path, default=MNIST, help="MNIST .npz")
     p.add_argument("--mnist-epochs", type=int)
@@ -544,7 +554,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memmap-n", type=int, help="volumes in the memory-mapped file (default 100000)")
     p.add_argument("--memmap-dir", default=tempfile.gettempdir(), help="where the temporary file goes")
     p.add_argument(
-        "--skip", action="append", default=[], choices=["mnist", "volume-speed", "volume-quality", "memmap"]
+        "--skip",
+        action="append",
+        default=[],
+        choices=["mnist", "volume-speed", "volume-quality", "memmap", "bf16"],
     )
     p.add_argument("--out", type=Path, help="results file stem (default benchmarks/results/speed[_quick])")
     p.add_argument("--workdir", type=Path, help="run directories (default: a temporary folder)")

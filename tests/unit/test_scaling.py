@@ -220,10 +220,20 @@ def test_channels_last_gives_the_same_step(shape):
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
 
 
-def test_amp_is_cuda_only():
-    model = build_model(build_config({}), (1, 28, 28), "sigmoid")
+def test_amp_uses_bf16_only_where_the_device_has_it(monkeypatch):
+    import dualcontrast.training.trainer as trainer_module
+
+    model = build_model(
+        build_config({"model": {"content_dim": 4, "transform_dim": 3}}), (1, 20, 20), "sigmoid"
+    )
+    monkeypatch.setattr(trainer_module, "bf16_supported", lambda device: False)
     apply_runtime(model, torch.device("cpu"), 2, amp=True)
     assert model.amp_dtype is None
+    monkeypatch.setattr(trainer_module, "bf16_supported", lambda device: True)
+    apply_runtime(model, torch.device("cpu"), 2, amp=True)
+    assert model.amp_dtype is torch.bfloat16
+    terms = model.training_step(torch.rand(6, 1, 20, 20), model.configure_optimizers(1e-3))
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in terms.values())
 
 
 # --------------------------------------------------------------------------- distributed helpers

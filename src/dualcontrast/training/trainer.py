@@ -110,6 +110,17 @@ def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + epoch) % 2**63
 
 
+def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast is fast on ``device`` (emulated bf16 on a CPU is slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # bf16 instructions proper; oneDNN also "supports" bf16 on plain AVX-512 by conversion.
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+    return False
+
+
 def apply_runtime(
     model: DisentanglementModel,
     device: torch.device,
@@ -121,14 +132,15 @@ def apply_runtime(
 ) -> torch.memory_format | None:
     """Device-specific speed settings; none of them changes the objective.
 
-    - ``amp``: bf16 autocast of the forward passes on CUDA (the losses are taken in float32);
+    - ``amp``: bf16 autocast of the forward passes (the losses are taken in float32), on CUDA
+      and on CPUs with native bf16 arithmetic (AVX512-BF16 / AMX); elsewhere float32;
     - ``channels_last``: NHWC / NDHWC weights; returns the memory format batches must use;
     - ``compile``: ``torch.compile`` of every network in place (state-dict keys unchanged).
     """
     if amp:
-        model.amp_dtype = torch.bfloat16 if device.type == "cuda" else None
-        if device.type != "cuda":
-            log.info("train.amp: bf16 autocast is used on CUDA only; training in float32 on %s", device)
+        model.amp_dtype = torch.bfloat16 if bf16_supported(device) else None
+        if model.amp_dtype is None:
+            log.warning("train.amp: %s has no native bf16 arithmetic; training in float32", device)
     fmt = None
     if channels_last:
         fmt = torch.channels_last_3d if spatial_dims == 3 else torch.channels_last

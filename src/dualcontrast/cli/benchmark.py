@@ -13,10 +13,10 @@ spatial-vae, vitae, disco on mnist (configs/mnist.yaml), shapes2d (built-in 2D) 
 the paper. Run it from the repository root (config files and the MNIST path are relative).
 
 budgets (--budget; default: full on a CUDA device, else cpu-hour):
-  cpu-hour  reduced table in about an hour on an idle 2-core CPU: MNIST 6000 training images,
-            3 epochs; shapes2d 5000 / 1000 images, 3 epochs; phantoms3d 60 subtomograms per
-            state (576 train / 144 test), 4 epochs, 3D networks with a quarter of the channels;
-            SpatialVAE with 64 (2D) / 32 (3D) hidden units; PCA projections
+  cpu-hour  reduced table in about an hour on an idle 2-core CPU: MNIST 10000 training images
+            (test: all 10000), 4 epochs; shapes2d 5000 / 1000 images, 5 epochs; phantoms3d 80
+            subtomograms per state (768 train / 192 test), 6 epochs, 3D networks with a quarter
+            of the channels; SpatialVAE with 64 (2D) / 32 (3D) hidden units; PCA projections
   full      the paper's schedule, for a GPU: MNIST and shapes2d 200 epochs of batch 100,
             phantoms3d 1000 per state, 150 epochs of batch 50; SpatialVAE 3D with 128 hidden units
   tiny      a smoke test of the harness (tests only)

@@ -242,15 +242,15 @@ BUDGETS: dict[str, Budget] = {
         "reduced CPU table: about one hour for the whole table1 suite on an idle 2-core CPU",
         common={"eval": {"projection": "pca"}},
         datasets={
-            "mnist": {"data": {"max_samples": 6000}, "train": {"epochs": 3}},
+            "mnist": {"data": {"max_samples": 10000}, "train": {"epochs": 4}},
             "shapes2d": {
                 "data": {"params": {"n_train_per_cell": 250, "n_test_per_cell": 50}},
-                "train": {"epochs": 3},
+                "train": {"epochs": 5},
             },
             "phantoms3d": {
-                "data": {"params": {"n_per_state": 60, "progress": False}},
+                "data": {"params": {"n_per_state": 80, "progress": False}},
                 "model": _LIGHT_3D,
-                "train": {"epochs": 4},
+                "train": {"epochs": 6},
             },
         },
         methods={

@@ -287,3 +287,13 @@ def test_one_process_averaging_is_a_no_op():
     p.grad = torch.full((3,), 2.0)
     GradientAverager(1)([p])
     assert torch.equal(p.grad, torch.full((3,), 2.0))
+
+
+def test_compile_uses_the_methods_own_compile_step(monkeypatch):
+    calls = []
+    model = build_model(
+        build_config({"model": {"content_dim": 4, "transform_dim": 3}}), (1, 20, 20), "sigmoid"
+    )
+    monkeypatch.setattr(model, "compile_step", lambda: calls.append("step"))
+    apply_runtime(model, torch.device("cpu"), 2, compile=True)
+    assert calls == ["step"]

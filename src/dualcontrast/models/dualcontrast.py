@@ -208,22 +208,16 @@ class DualContrast(DisentanglementModel):
         return self._cos_weight("w_z_pos") * terms["z_pos"]
 
     # -- the two steps --------------------------------------------------------------------------
-    def _fused_step(
-        self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer], draws: StepDraws | None = None
-    ) -> dict[str, torch.Tensor]:
-        """The objective of :meth:`_reference_step` with nothing computed twice.
+    def _fused_losses(
+        self, x: torch.Tensor, d: StepDraws, shadow: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+        """The forward part of the fused step: ``(main loss, z-positive loss, raw terms)``.
 
-        - one encoder pass over ``[x, T(x)]`` (per-sample encoders: concatenating changes no
-          output); the content negatives are the codes of ``x`` permuted, not a re-encoding;
-        - one decoder pass over both reconstructions;
-        - the z-positive images decoded from the contents of ``x`` already computed, under
-          ``no_grad`` (the reference backpropagates through the decoder's weights only to
-          discard the result), then one encoder pass over both;
-        - both gradients are taken at the same weights before either optimizer steps. The
-          reference builds the z-positive pair after the main step; that is the only
-          difference (tests/unit/test_fused_step.py proves the gradients equal otherwise).
+        The z-positive pair is encoded with ``shadow``: detached copies of the encoder's
+        weights (same storage, separate leaves), so ONE backward pass leaves the main
+        gradient in the weights' ``.grad`` and the z-positive gradient in the copies'
+        ``.grad``. This function is pure tensor code: :meth:`compile_step` compiles it whole.
         """
-        d = draws if draws is not None else self.draw(x)
         b = x.shape[0]
         lc = self.loss_cfg
         with self.autocast():
@@ -241,23 +235,49 @@ class DualContrast(DisentanglementModel):
                 c = cx.c_mu.detach()
                 with torch.no_grad():
                     pair = self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
-                z_pair = self.encode(pair).z_mu
-                assert z_pair is not None
+                z_pair = torch.func.functional_call(self.encoder, shadow, (pair,))[2]
                 z_pos_loss = self._z_positive(z_pair[:b], z_pair[b:], terms)
+        return loss, z_pos_loss, terms
+
+    def compile_step(self, **options: Any) -> None:
+        """``torch.compile`` the training computation: for the fused step its whole forward
+        (networks and losses: one graph, one compiled backward), for the reference step the
+        networks. ``options`` go to ``torch.compile`` (e.g. ``mode="max-autotune"``)."""
+        if self.step == "fused":
+            self._fused_forward = torch.compile(self._fused_losses, **options)
+        else:
+            for _, net in self.named_networks():
+                net.compile(**options)
+
+    def _fused_step(
+        self, x: torch.Tensor, opt: dict[str, torch.optim.Optimizer], draws: StepDraws | None = None
+    ) -> dict[str, torch.Tensor]:
+        """The objective of :meth:`_reference_step` with nothing computed twice.
+
+        - one encoder pass over ``[x, T(x)]`` (per-sample encoders: concatenating changes no
+          output); the content negatives are the codes of ``x`` permuted, not a re-encoding;
+        - one decoder pass over both reconstructions;
+        - the z-positive images decoded from the contents of ``x`` already computed, under
+          ``no_grad`` (the reference backpropagates through the decoder's weights only to
+          discard the result), then one encoder pass over both;
+        - one backward pass yields both gradients, at the same weights, before either
+          optimizer steps. The reference builds the z-positive pair after the main step;
+          that is the only difference (tests/unit/test_fused_step.py proves the gradients
+          equal otherwise).
+        """
+        d = draws if draws is not None else self.draw(x)
+        enc_params = dict(self.encoder.named_parameters())
+        shadow = {k: p.detach().requires_grad_() for k, p in enc_params.items()}
+        forward = getattr(self, "_fused_forward", self._fused_losses)
+        loss, z_pos_loss, terms = forward(x, d, shadow)
         main, enc = opt["main"], opt["encoder"]
-        enc_params = list(self.encoder.parameters())
-        z_grads = None
-        if z_pos_loss is not None:
-            # The z-positive graph reaches only encoder weights; its gradient is taken now, at
-            # the weights the main loss sees, and applied after the main step.
-            z_grads = torch.autograd.grad(z_pos_loss, enc_params, allow_unused=True)
         main.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if z_pos_loss is None else loss + z_pos_loss).backward()
         self.optimizer_step(main)
-        if z_grads is not None:
-            for p, g in zip(enc_params, z_grads, strict=True):
-                p.grad = g
-            self.optimizer_step(enc, enc_params)
+        if z_pos_loss is not None:
+            for k, p in enc_params.items():
+                p.grad = shadow[k].grad
+            self.optimizer_step(enc, list(enc_params.values()))
             loss = loss + z_pos_loss
         terms["loss"] = loss
         return {k: v.detach() for k, v in terms.items()}

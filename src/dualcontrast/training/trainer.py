@@ -135,7 +135,8 @@ def apply_runtime(
     - ``amp``: bf16 autocast of the forward passes (the losses are taken in float32), on CUDA
       and on CPUs with native bf16 arithmetic (AVX512-BF16 / AMX); elsewhere float32;
     - ``channels_last``: NHWC / NDHWC weights; returns the memory format batches must use;
-    - ``compile``: ``torch.compile`` of every network in place (state-dict keys unchanged).
+    - ``compile``: ``model.compile_step()`` where the method has one, else ``torch.compile`` of
+      every network in place (state-dict keys unchanged either way).
     """
     if amp:
         model.amp_dtype = torch.bfloat16 if bf16_supported(device) else None
@@ -147,8 +148,13 @@ def apply_runtime(
         for _, net in model.named_networks():
             net.to(memory_format=fmt)
     if compile:
-        for _, net in model.named_networks():
-            net.compile()
+        # A method may compile more than its networks (DualContrast: its whole fused forward).
+        custom = getattr(model, "compile_step", None)
+        if custom is not None:
+            custom()
+        else:
+            for _, net in model.named_networks():
+                net.compile()
     return fmt
 
 

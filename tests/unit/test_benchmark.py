@@ -210,6 +210,22 @@ def test_finished_runs_are_skipped(tmp_path, monkeypatch):
     assert trained == [r.key for r in runs]
 
 
+def test_existing_dir_flags(tmp_path):
+    from dualcontrast.evaluation.benchmark import existing_dir_flags
+
+    run = tmp_path / "run"
+    assert existing_dir_flags(run) == []
+    run.mkdir()
+    assert existing_dir_flags(run) == []
+    (run / "benchmark.json").write_text("{}")  # a failed attempt: no checkpoint to continue
+    assert existing_dir_flags(run) == ["--overwrite"]
+    (run / "config.yaml").write_text("{}")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert existing_dir_flags(run) == ["--resume"]
+    assert existing_dir_flags(run, force=True) == ["--overwrite"]
+
+
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
     """2 methods x 2 seeds x 1 epoch on tiny shapes2d through the command line."""

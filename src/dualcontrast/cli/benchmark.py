@@ -16,9 +16,12 @@ budgets (--budget; default: full on a CUDA device, else cpu-hour):
   cpu-hour  reduced table in about an hour on an idle 2-core CPU: MNIST 10000 training images
             (test: all 10000), 4 epochs; shapes2d 5000 / 1000 images, 5 epochs; phantoms3d 80
             subtomograms per state (768 train / 192 test), 6 epochs, 3D networks with a quarter
-            of the channels; SpatialVAE with 64 (2D) / 32 (3D) hidden units; PCA projections
-  full      the paper's schedule, for a GPU: MNIST and shapes2d 200 epochs of batch 100,
-            phantoms3d 1000 per state, 150 epochs of batch 50; SpatialVAE 3D with 128 hidden units
+            of the channels; SpatialVAE with 64 (2D) / 32 (3D) hidden units; PCA projections.
+            Measured per-run CPU time on one core: ~7-40 s (2D), ~20-160 s (3D; SpatialVAE
+            the most), ~55 min for all 105 runs (MNIST ~13, shapes2d ~9, phantoms3d ~35 min)
+  full      the paper's schedule, for a GPU: MNIST (all 60000) and shapes2d (20000) 200 epochs
+            of batch 100; phantoms3d 1000 per state, 150 epochs of batch 50 with the networks of
+            configs/subtomo.yaml; SpatialVAE 3D with 128 hidden units (the paper's 500 cost hours)
   tiny      a smoke test of the harness (tests only)
 --epochs-scale multiplies every epoch count of the budget (e.g. 2 for a two-hour CPU table).
 
@@ -63,6 +66,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--datasets", metavar="A,B", help="train only these data sets")
     p.add_argument("--seeds", type=_seeds, metavar="0,1", help="train only these seeds")
     add_device_arg(p)
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--mnist", metavar="NPZ", help="MNIST file (default: the path in configs/mnist.yaml)")
     p.add_argument(
         "--set",
@@ -87,10 +91,25 @@ def add_args(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluation.benchmark import BUDGETS, SUITES, plan_suite, preflight, run_suite, scale_epochs
+    import torch
+
+    from ..errors import ConfigError
+    from ..evaluation.benchmark import (
+        BUDGETS,
+        SUITES,
+        check_existing,
+        plan_suite,
+        preflight,
+        run_suite,
+        scale_epochs,
+    )
     from ..evaluation.benchmark_report import write_report
     from ..training import resolve_device
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     suite = SUITES[args.suite]
     if args.budget == "auto":
         args.budget = "full" if resolve_device(args.device or "auto").type == "cuda" else "cpu-hour"
@@ -122,6 +141,10 @@ def main(args: argparse.Namespace) -> int:
         )
     # The table covers the whole suite in the work directory, not only this call's selection.
     everything = plan_suite(suite, budget, workdir, **common)
+    if args.report_only:
+        for run in everything:
+            if diffs := check_existing(run):
+                log.warning("%s was made with other settings than the plan: %s", run.key, "; ".join(diffs))
     command = shlex.join(["dualcontrast", *(getattr(args, "argv", None) or ["benchmark"])])
     paths = write_report(everything, suite, budget, out, command=command, figure=not args.no_figure)
     for kind, path in paths.items():

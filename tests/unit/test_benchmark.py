@@ -226,6 +226,17 @@ def test_existing_dir_flags(tmp_path):
     assert existing_dir_flags(run, force=True) == ["--overwrite"]
 
 
+def test_eta_uses_the_mean_time_of_each_dataset(tmp_path):
+    from dualcontrast.evaluation.benchmark import _clock, _eta
+
+    runs = plan_suite(SUITES["table1"], BUDGETS["tiny"], tmp_path, methods="vae2", seeds=[0, 1])
+    left = [r for r in runs if r.seed == 1]  # mnist, shapes2d, phantoms3d
+    # shapes2d has no finished run yet: it counts at the mean of every finished run.
+    assert _eta(left, {"mnist": [10.0, 20.0], "phantoms3d": [100.0]}) == pytest.approx(15 + 130 / 3 + 100)
+    assert _clock(_eta(left, {})) == "?"
+    assert _clock(3725.4) == "1:02:05"
+
+
 @pytest.fixture(scope="module")
 def tiny_suite(tmp_path_factory):
     """2 methods x 2 seeds x 1 epoch on tiny shapes2d through the command line."""

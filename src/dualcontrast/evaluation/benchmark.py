@@ -36,6 +36,7 @@ from typing import Any
 import torch
 import yaml
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import ConfigError, RunDirError
 
@@ -653,6 +654,15 @@ def run_suite(
     }
     if counts["skipped"]:
         log.warning("%d run(s) already have metrics.json and are kept (--force retrains)", counts["skipped"])
+    with logging_redirect_tqdm():  # log lines print above the bar instead of through it
+        _train_all(todo, counts, force=force, budget=budget, progress=progress)
+    return counts
+
+
+def _train_all(
+    todo: list[PlannedRun], counts: dict[str, int], *, force: bool, budget: str, progress: bool
+) -> None:
+    """Train ``todo`` in order, counting outcomes into ``counts``; one log line per run with the ETA."""
     seconds: dict[str, list[float]] = {}
     start = time.perf_counter()
     bar = tqdm(total=len(todo), desc="benchmark", unit="run", disable=not progress)
@@ -673,4 +683,3 @@ def run_suite(
             _clock(_eta(todo[i + 1 :], seconds)),
         )
     bar.close()
-    return counts

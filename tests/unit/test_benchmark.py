@@ -81,6 +81,8 @@ def test_filters_and_unknown_names(tmp_path):
     argv = list(runs[0].argv)
     assert argv[argv.index("--device") + 1] == "cuda"
     assert _sets(argv)["train.amp"] == "true" and _sets(argv)["train.epochs"] == "200"
+    with pytest.raises(ConfigError, match="not in suite"):
+        plan_suite(SUITES["table1"], BUDGETS["full"], tmp_path, seeds=[0, 7])
     with pytest.raises(ConfigError, match="unknown method"):
         plan_suite(SUITES["table1"], BUDGETS["full"], tmp_path, methods="dualcontrast,betavae")
 

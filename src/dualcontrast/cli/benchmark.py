@@ -15,8 +15,9 @@ the paper. Run it from the repository root (config files and the MNIST path are 
 budgets (--budget; default: full on a CUDA device, else cpu-hour):
   cpu-hour  reduced table in about an hour on an idle 2-core CPU: MNIST 10000 training images
             (test: all 10000), 4 epochs; shapes2d 5000 / 1000 images, 5 epochs; phantoms3d 80
-            subtomograms per state (768 train / 192 test), 6 epochs, 3D networks with a quarter
-            of the channels; SpatialVAE with 64 (2D) / 32 (3D) hidden units; PCA projections.
+            subtomograms per state (768 train / 192 test), 6 epochs, lighter 3D networks (encoder
+            channels halved, encoder head and decoder at a quarter); SpatialVAE with 64 (2D) /
+            32 (3D) hidden units; PCA projections.
             Measured per-run CPU time on one core: ~7-40 s (2D), ~20-160 s (3D; SpatialVAE
             the most), ~55 min for all 105 runs (MNIST ~13, shapes2d ~9, phantoms3d ~35 min)
   full      the paper's schedule, for a GPU: MNIST (all 60000) and shapes2d (20000) 200 epochs

@@ -17,6 +17,7 @@ SAP(z) for every identity.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,12 +37,12 @@ from .benchmark import (
     DatasetSpec,
     PlannedRun,
     Suite,
-    _merge_layers,
-    _overrides,
+    merge_layers,
     read_sidecar,
+    set_overrides,
 )
 
-# (key in the scores, column title, higher is better)
+# (key in metrics.json's scores, column title with the better direction)
 C_METRICS = (("d_c_c", "D(c|c) ↑"), ("d_c_z", "D(c|z) ↓"), ("sap_c", "SAP(c) ↑"))
 Z_METRICS = (("d_z_z", "D(z|z) ↑"), ("d_z_c", "D(z|c) ↓"), ("sap_z", "SAP(z) ↑"))
 ARI = (("ari_c", "ARI(c) ↑"),)
@@ -84,8 +85,6 @@ def summarize(values: Sequence[float]) -> Stat | None:
 
 
 def _read_metrics(path: Path) -> dict[str, Any] | None:
-    import json
-
     try:
         return json.loads((path / "metrics.json").read_text())
     except (OSError, ValueError):
@@ -256,13 +255,13 @@ def sap_sentence(rows: Sequence[MethodRow], spec: DatasetSpec) -> str:
 def _settings_lines(spec: DatasetSpec, budget: Budget, methods: Sequence[str]) -> list[str]:
     layer = budget.datasets.get(spec.name, {})
     configs = " + ".join(f"`{c}`" for c in spec.config_files) or "defaults"
-    sets = " ".join(_overrides(_merge_layers(spec.layer, budget.common, layer))) or "(none)"
+    sets = " ".join(set_overrides(merge_layers(spec.layer, budget.common, layer))) or "(none)"
     lines = [f"- settings: {configs}, then `{sets}`"]
     epochs = layer.get("train", {}).get("epochs")
     for method in methods:
         extra = budget.methods.get(spec.name, {}).get(method)
         if extra:
-            lines.append(f"- {METHODS[method].label} only: `{' '.join(_overrides(extra))}`")
+            lines.append(f"- {METHODS[method].label} only: `{' '.join(set_overrides(extra))}`")
         if epochs is not None and epochs < MIN_EPOCHS.get(method, 1):
             lines.append(f"- {METHODS[method].label}: {MIN_EPOCHS[method]} epochs, its minimum")
     return lines

@@ -179,6 +179,24 @@ def test_table_mean_std_missing_failed_unsupported(tmp_path):
     assert len(runs_csv) == len(runs)
 
 
+def test_sap_sentence_says_who_leads_and_whether_clearly():
+    from dualcontrast.evaluation.benchmark import DATASETS
+    from dualcontrast.evaluation.benchmark_report import MethodRow, Stat, sap_sentence
+
+    def row(method, mean, std):
+        return MethodRow(method, "done", stats={"sap_c": Stat(mean, std, 3)})
+
+    clear = sap_sentence([row("dualcontrast", 0.5, 0.01), row("simclr", 0.4, 0.02)], DATASETS["mnist"])
+    assert "DualContrast has the highest SAP(c) here, 0.100 above SimCLR" in clear
+    assert "not a clear" not in clear and "Paper's Table 1: highest SAP(c) DualContrast w/o L_con(c)" in clear
+    noisy = sap_sentence([row("dualcontrast", 0.5, 0.2), row("simclr", 0.4, 0.02)], DATASETS["shapes2d"])
+    assert "not a clear difference" in noisy and "Paper" not in noisy
+    behind = sap_sentence([row("simclr", 0.4, 0.0), row("dualcontrast", 0.3, 0.0)], DATASETS["phantoms3d"])
+    assert (
+        "**DualContrast does not have the highest SAP(c) on phantoms3d**: rank 2 of 2, 0.100 below" in behind
+    )
+
+
 def test_summarize():
     s = summarize([1.0, 2.0, 4.0])
     assert s.n == 3 and s.mean == pytest.approx(7 / 3)

@@ -224,6 +224,17 @@ def _cell(row: MethodRow, key: str, paper: dict[str, float]) -> str:
     return format_stat(row.stats.get(key), paper.get(key))
 
 
+def _gap(a: MethodRow, b: MethodRow, word: str) -> str:
+    """How far apart two rows' SAP(c) are, and whether that exceeds the seed-to-seed spread."""
+    sa, sb = a.stats["sap_c"], b.stats["sap_c"]
+    gap = abs(sa.mean - sb.mean)
+    other = a if word == "below" else b
+    text = f"{gap:.3f} {word} {METHODS[other.method].label}"
+    if gap <= max(sa.std, sb.std):
+        text += " (within one seed std: not a clear difference)"
+    return text
+
+
 def sap_sentence(rows: Sequence[MethodRow], spec: DatasetSpec) -> str:
     """Which method has the highest mean SAP(c); plainly so when it is not DualContrast."""
     scored = [r for r in rows if "sap_c" in r.stats]
@@ -234,16 +245,16 @@ def sap_sentence(rows: Sequence[MethodRow], spec: DatasetSpec) -> str:
     text = f"Highest SAP(c) on {spec.name}: {METHODS[best.method].label} ({best.stats['sap_c'].mean:.3f})"
     dual = next((i for i, r in enumerate(ranked) if r.method == "dualcontrast"), None)
     if best.method == "dualcontrast":
-        text += "; DualContrast has the highest SAP(c) here."
+        text += ". DualContrast has the highest SAP(c) here"
         if len(ranked) > 1:
-            gap = best.stats["sap_c"].mean - ranked[1].stats["sap_c"].mean
-            text = text[:-1] + f", {gap:.3f} above {METHODS[ranked[1].method].label}."
+            text += ", " + _gap(best, ranked[1], "above")
+        text += "."
     elif dual is None:
         text += ". DualContrast has no finished run on this data set."
     else:
         text += (
             f". **DualContrast does not have the highest SAP(c) on {spec.name}**: "
-            f"{ranked[dual].stats['sap_c'].mean:.3f}, rank {dual + 1} of {len(ranked)}."
+            f"rank {dual + 1} of {len(ranked)}, " + _gap(best, ranked[dual], "below") + "."
         )
     paper = PAPER_TABLE1.get(spec.paper or "", {})
     if paper:

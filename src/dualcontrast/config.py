@@ -148,6 +148,12 @@ def _coerce(value: Any, current: Any, f: dataclasses.Field, path: str) -> Any:
             raise ConfigError(f"{path} must be an integer, got {value!r}")
         return value
     if ann.startswith("float"):
+        if isinstance(value, str):
+            # YAML 1.1 reads "5e-4" (no dot) as a string; accept what any user means by it.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, got {value!r}")
         return float(value)

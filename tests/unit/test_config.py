@@ -45,6 +45,10 @@ def test_overrides_parse_yaml_values_and_nest():
         parse_override("train.epochs")
 
 
+def test_exponent_without_a_dot_is_a_number():
+    assert build_config(parse_override("train.lr=5e-4")).train.lr == 5e-4
+
+
 def test_later_layers_win_and_freeform_dicts_merge():
     cfg = build_config({"train": {"epochs": 3}}, {"train": {"epochs": 7}}, parse_override("transform.max_angle=45"))
     assert cfg.train.epochs == 7

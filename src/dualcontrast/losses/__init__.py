@@ -7,7 +7,7 @@ from .contrastive import (
     derangement,
     info_nce,
 )
-from .vae import gaussian_kl, kl_term, reconstruction_mse, reference_kl
+from .vae import gaussian_kl, kl_term, reconstruction_mse, reference_kl, vae_objective, vae_terms
 
 __all__ = [
     "abs_cosine",
@@ -19,4 +19,6 @@ __all__ = [
     "kl_term",
     "reconstruction_mse",
     "reference_kl",
+    "vae_objective",
+    "vae_terms",
 ]

@@ -36,3 +36,32 @@ def kl_term(
     """
     kl = reference_kl(mu, logvar) if reference else gaussian_kl(mu, logvar)
     return kl.mean() / normalizer
+
+
+def vae_terms(
+    x: torch.Tensor,
+    x_rec: torch.Tensor,
+    c_mu: torch.Tensor,
+    c_logvar: torch.Tensor,
+    z_mu: torch.Tensor,
+    z_logvar: torch.Tensor,
+    *,
+    per_pixel: bool = True,
+    reference: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The unweighted pieces of ``L_vae``: ``rec`` and the two KL terms. ``(B, ...) -> ()`` each.
+
+    ``per_pixel`` divides the KLs by the pixels (voxels) per sample (see :func:`kl_term`);
+    ``reference`` uses the reference scripts' log-sigma KL. Computed in float32 under autocast.
+    """
+    norm = float(x[0].numel()) if per_pixel else 1.0
+    return {
+        "rec": reconstruction_mse(x_rec.float(), x.float()),
+        "kl_c": kl_term(c_mu.float(), c_logvar.float(), normalizer=norm, reference=reference),
+        "kl_z": kl_term(z_mu.float(), z_logvar.float(), normalizer=norm, reference=reference),
+    }
+
+
+def vae_objective(terms: dict[str, torch.Tensor], w_rec: float, gamma_c: float, gamma_z: float) -> torch.Tensor:
+    """``w_rec * rec + gamma_c * kl_c + gamma_z * kl_z``."""
+    return w_rec * terms["rec"] + gamma_c * terms["kl_c"] + gamma_z * terms["kl_z"]

@@ -24,7 +24,6 @@ The ablations of Table 1 are this model with some weights at zero (see ``ABLATIO
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ import torch
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, kl_term, reconstruction_mse
+from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, vae_objective, vae_terms
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
 from .base import MODELS, Codes, DisentanglementModel
@@ -83,7 +82,6 @@ class DualContrast(DisentanglementModel):
         _check_loss(self.loss_cfg)
         self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
         self.step = step
-        self.pixels = math.prod(self.sample_shape)
 
     @classmethod
     def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> DualContrast:
@@ -126,17 +124,12 @@ class DualContrast(DisentanglementModel):
     # -- loss pieces --------------------------------------------------------------------------
     def _vae_terms(self, x: torch.Tensor, x_rec: torch.Tensor, codes: Codes) -> dict[str, torch.Tensor]:
         lc = self.loss_cfg
-        norm = float(self.pixels) if lc.kl_normalization == "pixels" else 1.0
-        ref = lc.kl == "reference"
-        return {
-            "rec": reconstruction_mse(x_rec.float(), x.float()),
-            "kl_c": kl_term(codes.c_mu.float(), codes.c_logvar.float(), normalizer=norm, reference=ref),
-            "kl_z": kl_term(codes.z_mu.float(), codes.z_logvar.float(), normalizer=norm, reference=ref),
-        }
+        return vae_terms(x, x_rec, codes.c_mu, codes.c_logvar, codes.z_mu, codes.z_logvar,
+                         per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
 
     def _vae_loss(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
         lc = self.loss_cfg
-        return lc.w_rec * t["rec"] + lc.gamma_c * t["kl_c"] + lc.gamma_z * t["kl_z"]
+        return vae_objective(t, lc.w_rec, lc.gamma_c, lc.gamma_z)
 
     def _cos_weight(self, name: str) -> float:
         lc = self.loss_cfg

@@ -27,7 +27,6 @@ al.), ``w_infonce`` (1.0), ``w_z_neg`` (1.0). One Adam optimizer over all parame
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import cosine_similarity_loss, info_nce, kl_term, reconstruction_mse
+from ..losses import cosine_similarity_loss, info_nce, vae_objective, vae_terms
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
@@ -43,19 +42,6 @@ from .params import method_params, non_negative, positive
 
 DEFAULTS: dict[str, Any] = {"temperature": 1.0, "w_infonce": 1.0, "w_z_neg": 1.0}
 VARIANTS = {"simclr": False, "simclr-gen": True}  # name -> generative
-
-
-def vae_terms(x: torch.Tensor, x_rec: torch.Tensor, codes: Codes, lc: LossConfig) -> dict[str, torch.Tensor]:
-    """DualContrast's ``L_vae`` pieces: ``rec`` (mean squared error), ``kl_c``, ``kl_z`` (scaled)."""
-    assert codes.c_mu is not None and codes.c_logvar is not None
-    assert codes.z_mu is not None and codes.z_logvar is not None
-    norm = float(math.prod(x.shape[1:])) if lc.kl_normalization == "pixels" else 1.0
-    ref = lc.kl == "reference"
-    return {
-        "rec": reconstruction_mse(x_rec.float(), x.float()),
-        "kl_c": kl_term(codes.c_mu.float(), codes.c_logvar.float(), normalizer=norm, reference=ref),
-        "kl_z": kl_term(codes.z_mu.float(), codes.z_logvar.float(), normalizer=norm, reference=ref),
-    }
 
 
 class SimCLR(DisentanglementModel):
@@ -183,12 +169,13 @@ class SimCLR(DisentanglementModel):
             rec = self.decoder(
                 reparameterize(views.c_mu, views.c_logvar), reparameterize(views.z_mu, views.z_logvar)
             )
-            vt = vae_terms(target, rec, views, self.loss_cfg)
+            lc = self.loss_cfg
+            vt = vae_terms(target, rec, views.c_mu, views.c_logvar, views.z_mu, views.z_logvar,
+                           per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
             # Per-view sums, as DualContrast adds L_vae(x) and L_vae(T(x)).
             n_views = 2.0 if self.loss_cfg.vae_on_transformed else 1.0
             vt = {k: v * n_views for k, v in vt.items()}
-            lc = self.loss_cfg
-            loss = loss + lc.w_rec * vt["rec"] + lc.gamma_c * vt["kl_c"] + lc.gamma_z * vt["kl_z"]
+            loss = loss + vae_objective(vt, lc.w_rec, lc.gamma_c, lc.gamma_z)
             terms.update(vt)
         return loss, terms
 

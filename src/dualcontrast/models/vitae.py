@@ -44,7 +44,6 @@ normalised coordinates ``(x, y[, z])`` in ``[-1, 1]``, ``x`` along the last axis
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -55,7 +54,7 @@ from torch import nn
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import kl_term, reconstruction_mse
+from ..losses import vae_terms
 from ..nn import build_decoder, build_encoder
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 
@@ -225,7 +224,6 @@ class VITAE(DisentanglementModel):
         self.steps = steps
         self.inference = inference
         self.loss_cfg = loss or LossConfig()
-        self.pixels = math.prod(self.sample_shape)
         enc = encoder_options or {}
         # One encoder per code: the perspective encoder has only z heads, the appearance encoder
         # only c heads (the preset encoder with the other code of width 0).
@@ -293,13 +291,8 @@ class VITAE(DisentanglementModel):
         c_mu, c_logvar, _, _ = self.appearance_encoder(self._appearance_input(x, v))
         x_rec = warp_by_velocity(self.appearance(reparameterize(c_mu, c_logvar)), v, self.steps)
         lc = self.loss_cfg
-        norm = float(self.pixels) if lc.kl_normalization == "pixels" else 1.0
-        ref = lc.kl == "reference"
-        return {
-            "rec": reconstruction_mse(x_rec.float(), x.float()),
-            "kl_c": kl_term(c_mu.float(), c_logvar.float(), normalizer=norm, reference=ref),
-            "kl_z": kl_term(z_mu.float(), z_logvar.float(), normalizer=norm, reference=ref),
-        }
+        return vae_terms(x, x_rec, c_mu, c_logvar, z_mu, z_logvar,
+                         per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
 
     def training_step(
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]

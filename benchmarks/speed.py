@@ -199,6 +199,7 @@ def runtime_layer(args, device: torch.device, step: str, amp: bool | None = None
             "amp": args.amp if amp is None else amp,
             "compile": args.compile,
             "eval_every": 0,
+            "seed": args.seed,
         }
     }
 
@@ -546,6 +547,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every contender (GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
+    p.add_argument("--seed", type=int, default=0, help="train.seed of every contender")
     p.add_argument("--mnist", type=Path, default=MNIST, help="MNIST .npz")
     p.add_argument("--mnist-epochs", type=int)
     p.add_argument("--volume-rounds", type=int)

@@ -71,10 +71,12 @@ def main(args: argparse.Namespace) -> int:
         run = None
     # Under torchrun (or srun with MASTER_ADDR) this joins the process group; else 1 process.
     ctx = init_distributed(cfg.train.device)
+    done = False
     try:
         _train(args, cfg, run, ctx)
+        done = True
     finally:
-        shutdown(ctx)
+        shutdown(ctx, synchronize=done)
     return 0
 
 

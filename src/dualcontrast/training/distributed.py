@@ -137,9 +137,15 @@ def init_distributed(device_name: str = "auto") -> DistContext:
     return DistContext(rank, world, local, device, backend)
 
 
-def shutdown(ctx: DistContext) -> None:
-    if ctx.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(ctx: DistContext, *, synchronize: bool = True) -> None:
+    """Leave the process group. ``synchronize``: first wait until every rank is done (after a
+    successful run); tearing gloo down while a peer still talks to it can abort the process.
+    Pass False on error paths, where a peer may never arrive."""
+    if not (ctx.enabled and dist.is_initialized()):
+        return
+    if synchronize:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _buckets(tensors: list[torch.Tensor], max_bytes: int) -> Iterator[list[torch.Tensor]]:

@@ -174,23 +174,25 @@ def scores(model, splits, device: torch.device, pairs: list[tuple[str, str]]) ->
     return out
 
 
-def epoch_summary(c: Contender, n_train: int) -> dict[str, Any]:
-    walls = [e["wall_s"] for e in c.epochs]
-    cpus = [e["cpu_s"] for e in c.epochs]
-    steady = walls[1:] or walls  # the first epoch also builds kernels and caches
-    steady_cpu = cpus[1:] or cpus
+def epoch_summary(runs: list[Contender], n_train: int) -> dict[str, Any]:
+    """Median epoch time over every run of one contender, leaving out each run's first epoch
+    (it also builds kernels and caches)."""
+    steady = [e for c in runs for e in (c.epochs[1:] or c.epochs)]
+    wall = float(np.median([e["wall_s"] for e in steady]))
     return {
-        "epochs": c.epochs,
-        "epoch_wall_s": float(np.median(steady)),
-        "epoch_cpu_s": float(np.median(steady_cpu)),
-        "samples_per_s": n_train / float(np.median(steady)),
+        "epochs": [c.epochs for c in runs],
+        "epoch_wall_s": wall,
+        "epoch_cpu_s": float(np.median([e["cpu_s"] for e in steady])),
+        "samples_per_s": n_train / wall,
     }
 
 
 # --------------------------------------------------------------------------- 1. MNIST
 
 
-def runtime_layer(args, device: torch.device, step: str, amp: bool | None = None) -> dict[str, Any]:
+def runtime_layer(
+    args, device: torch.device, step: str, amp: bool | None = None, seed: int | None = None
+) -> dict[str, Any]:
     return {
         "train": {
             "step": step,
@@ -199,7 +201,7 @@ def runtime_layer(args, device: torch.device, step: str, amp: bool | None = None
             "amp": args.amp if amp is None else amp,
             "compile": args.compile,
             "eval_every": 0,
-            "seed": args.seed,
+            "seed": args.seeds[0] if seed is None else seed,
         }
     }
 
@@ -211,25 +213,51 @@ def bf16_contender(args, device: torch.device) -> bool:
 
 
 def mnist_part(args, device: torch.device, workdir: Path) -> dict[str, Any]:
+    """Every contender trained side by side, once per seed; speed over all runs, D-scores per seed."""
     base = load_yaml(REPO / "configs" / "mnist.yaml")
     base["data"] = {"path": str(args.mnist), "max_samples": 6000 if args.quick else None}
-    configs = {step: build_config(base, runtime_layer(args, device, step)) for step in STEPS}
-    if bf16_contender(args, device):
-        configs["fused+bf16"] = build_config(base, runtime_layer(args, device, "fused", amp=True))
-    splits = load_splits(configs["fused"])
-    print(f"MNIST: {len(splits.train)} train / {len(splits.test)} test, {args.mnist_epochs} epochs per step")
-    contenders = side_by_side(configs, splits, device, workdir / "mnist", args.mnist_epochs)
+    runs: dict[str, list[Contender]] = {}
+    quality: dict[str, list[dict[str, float]]] = {}
+    splits = None
+    for seed in args.seeds:
+        configs = {step: build_config(base, runtime_layer(args, device, step, seed=seed)) for step in STEPS}
+        if bf16_contender(args, device):
+            configs["fused+bf16"] = build_config(
+                base, runtime_layer(args, device, "fused", amp=True, seed=seed)
+            )
+        splits = splits or load_splits(configs["fused"])
+        print(
+            f"MNIST seed {seed}: {len(splits.train)} train / {len(splits.test)} test, {args.mnist_epochs} epochs"
+        )
+        for name, c in side_by_side(
+            configs, splits, device, workdir / f"mnist-{seed}", args.mnist_epochs
+        ).items():
+            runs.setdefault(name, []).append(c)
+            pairs = [("content", "c"), ("content", "z")]
+            quality.setdefault(name, []).append(scores(c.trainer.model, splits, device, pairs))
+    assert splits is not None
     n_train = (len(splits.train) // 100) * 100
-    out: dict[str, Any] = {"n_train": len(splits.train), "epochs": args.mnist_epochs, "steps": {}}
-    for step, c in contenders.items():
-        out["steps"][step] = {
-            **epoch_summary(c, n_train),
-            "quality": scores(c.trainer.model, splits, device, [("content", "c"), ("content", "z")]),
+    out: dict[str, Any] = {
+        "n_train": len(splits.train),
+        "epochs": args.mnist_epochs,
+        "seeds": list(args.seeds),
+        "steps": {},
+    }
+    for name, contender_runs in runs.items():
+        per_seed = quality[name]
+        out["steps"][name] = {
+            **epoch_summary(contender_runs, n_train),
+            "quality_per_seed": per_seed,
+            "quality": {k: float(np.mean([q[k] for q in per_seed])) for k in per_seed[0]},
         }
     ref = out["steps"]["reference"]
     for r in out["steps"].values():
         r["speedup_wall"] = ref["epoch_wall_s"] / r["epoch_wall_s"]
         r["speedup_cpu"] = ref["epoch_cpu_s"] / r["epoch_cpu_s"]
+        r["d_cc_minus_reference"] = [
+            q["D(c|c)"] - qr["D(c|c)"]
+            for q, qr in zip(r["quality_per_seed"], ref["quality_per_seed"], strict=True)
+        ]
     return out
 
 
@@ -331,7 +359,7 @@ def volume_quality(args, device: torch.device, workdir: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"n_train": len(splits.train), "epochs": args.volume_epochs, "decoders": {}}
     for name, c in contenders.items():
         out["decoders"][name] = {
-            **epoch_summary(c, n_train),
+            **epoch_summary([c], n_train),
             "quality": scores(c.trainer.model, splits, device, pairs),
         }
     return out
@@ -464,24 +492,29 @@ def report(res: dict[str, Any], command: str) -> str:
     if "mnist" in res:
         m = res["mnist"]
         lines += [
-            f"## MNIST (2D), batch 100, {m['n_train']} training images, {m['epochs']} epochs per step",
+            f"## MNIST (2D), batch 100, {m['n_train']} training images, {m['epochs']} epochs per step, "
+            f"seeds {', '.join(map(str, m['seeds']))}",
             "",
-            r"| step | epoch wall s | epoch CPU s | samples/s | speed-up (wall / CPU) | D(c\|c) | D(c\|z) |",
+            r"| step | epoch wall s | epoch CPU s | samples/s | speed-up (wall / CPU) | D(c\|c) per seed | D(c\|z) per seed |",
             "|---|---|---|---|---|---|---|",
         ]
         for step, r in m["steps"].items():
-            q = r["quality"]
+            per_seed = r["quality_per_seed"]
             lines.append(
                 f"| {step} | {fmt(r['epoch_wall_s'], 1)} | {fmt(r['epoch_cpu_s'], 1)} | {fmt(r['samples_per_s'], 0)} "
                 f"| {fmt(r['speedup_wall'])}x / {fmt(r['speedup_cpu'])}x "
-                f"| {fmt(q.get('D(c|c)', float('nan')), 3)} | {fmt(q.get('D(c|z)', float('nan')), 3)} |"
+                f"| {' / '.join(fmt(q['D(c|c)'], 3) for q in per_seed)} "
+                f"| {' / '.join(fmt(q['D(c|z)'], 3) for q in per_seed)} |"
             )
-        d = m["steps"]["fused"]["quality"]["D(c|c)"] - m["steps"]["reference"]["quality"]["D(c|c)"]
+        diffs = m["steps"]["fused"]["d_cc_minus_reference"]
         lines += [
             "",
-            f"D(c|c) fused - reference after {m['epochs']} epochs: {d:+.3f}. Epoch times are medians over "
-            "epochs 2.. (epoch 1 also builds kernels); every epoch with its load average is in speed.json. "
-            "`fused+bf16`: the fused step under bf16 autocast (`train.amp: true`) on a CPU with native bf16.",
+            f"D(c|c) fused - reference after {m['epochs']} epochs, same seed: "
+            f"{', '.join(f'{d:+.3f}' for d in diffs)} (mean {np.mean(diffs):+.3f}). Both steps of a seed start "
+            "from the same weights and draw the same batches and random numbers. Epoch times are medians "
+            "over epochs 2.. of every seed (epoch 1 also builds kernels); every epoch with its load average "
+            "is in the JSON. `fused+bf16`: the fused step under bf16 autocast (`train.amp: true`) on a CPU "
+            "with bf16 instructions.",
             "",
         ]
     if "volume_speed" in res:
@@ -547,7 +580,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast for every contender (GPUs)")
     p.add_argument("--compile", action="store_true", help="torch.compile the networks")
-    p.add_argument("--seed", type=int, default=0, help="train.seed of every contender")
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="train.seed values: MNIST is trained once per seed"
+    )
     p.add_argument("--mnist", type=Path, default=MNIST, help="MNIST .npz")
     p.add_argument("--mnist-epochs", type=int)
     p.add_argument("--volume-rounds", type=int)

@@ -124,8 +124,16 @@ class DualContrast(DisentanglementModel):
     # -- loss pieces --------------------------------------------------------------------------
     def _vae_terms(self, x: torch.Tensor, x_rec: torch.Tensor, codes: Codes) -> dict[str, torch.Tensor]:
         lc = self.loss_cfg
-        return vae_terms(x, x_rec, codes.c_mu, codes.c_logvar, codes.z_mu, codes.z_logvar,
-                         per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
+        return vae_terms(
+            x,
+            x_rec,
+            codes.c_mu,
+            codes.c_logvar,
+            codes.z_mu,
+            codes.z_logvar,
+            per_pixel=lc.kl_normalization == "pixels",
+            reference=lc.kl == "reference",
+        )
 
     def _vae_loss(self, t: dict[str, torch.Tensor]) -> torch.Tensor:
         lc = self.loss_cfg
@@ -228,7 +236,7 @@ class DualContrast(DisentanglementModel):
                 c = cx.c_mu.detach()
                 with torch.no_grad():
                     pair = self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
-                z_pair = torch.func.functional_call(self.encoder, shadow, (pair,))[2]
+                _, _, z_pair, _ = torch.func.functional_call(self.encoder, shadow, (pair,))
                 z_pos_loss = self._z_positive(z_pair[:b], z_pair[b:], terms)
         return loss, z_pos_loss, terms
 

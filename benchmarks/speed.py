@@ -467,6 +467,92 @@ def fmt(v: float, digits: int = 2) -> str:
     return f"{v:.{digits}f}"
 
 
+def _cell(text: str) -> str:
+    """Text for a markdown table cell (a bare | would end the cell)."""
+    return text.replace("|", "\\|")
+
+
+def _join(values: list[float], spec: str) -> str:
+    return ", ".join(format(v, spec) for v in values)
+
+
+def targets(res: dict[str, Any]) -> list[str]:
+    """The issue's targets for this device, each with the measured value."""
+    gpu = res["environment"]["device"].startswith("cuda")
+    rows: list[tuple[str, str, bool]] = []
+    m = res.get("mnist", {}).get("steps")
+    if m:
+        fused, ref = m["fused"], m["reference"]
+        diffs = fused["d_cc_minus_reference"]
+        if gpu:
+            rows.append(
+                (
+                    "MNIST fused epoch < 3 s (H100)",
+                    f"{fused['epoch_wall_s']:.2f} s",
+                    fused["epoch_wall_s"] < 3,
+                )
+            )
+        else:
+            rows.append(
+                ("MNIST fused epoch <= 26 s", f"{fused['epoch_wall_s']:.1f} s", fused["epoch_wall_s"] <= 26)
+            )
+        need = 5.0 if gpu else 2.0
+        rows.append(
+            (
+                f"MNIST fused >= {need:g}x the reference step (wall)",
+                f"{fused['speedup_wall']:.2f}x (CPU time {fused['speedup_cpu']:.2f}x)",
+                fused["speedup_wall"] >= need,
+            )
+        )
+        rows.append(
+            (
+                "same epochs: D(c|c) within 0.01 of the reference",
+                f"{_join(diffs, '+.3f')} (reference {_join([q['D(c|c)'] for q in ref['quality_per_seed']], '.3f')})",
+                all(abs(d) <= 0.01 for d in diffs),
+            )
+        )
+        if "fused+bf16" in m:
+            b = m["fused+bf16"]
+            bd = [
+                q["D(c|c)"] - r["D(c|c)"]
+                for q, r in zip(b["quality_per_seed"], ref["quality_per_seed"], strict=True)
+            ]
+            rows.append(
+                (
+                    "(fused + bf16 autocast: >= 2x, D(c|c) within 0.01)",
+                    f"{b['speedup_wall']:.2f}x wall, {b['speedup_cpu']:.2f}x CPU; D(c|c) {_join(bd, '+.3f')}",
+                    b["speedup_wall"] >= 2 and all(abs(d) <= 0.01 for d in bd),
+                )
+            )
+    v = res.get("volume_speed", {}).get("variants")
+    if v:
+        best = max(
+            (name for name in v if name.startswith("fused") and "bf16" not in name),
+            key=lambda k: v[k]["speedup_vs_reference_mlp"],
+        )
+        rows.append(
+            (
+                "32^3: fused >= 3x the reference step (reference MLP decoder)",
+                f"{best}: {v[best]['speedup_vs_reference_mlp']:.2f}x (fused+mlp {v['fused+mlp']['speedup_vs_reference_mlp']:.2f}x)",
+                v[best]["speedup_vs_reference_mlp"] >= 3,
+            )
+        )
+    mm = res.get("memmap")
+    if mm:
+        rows.append(
+            (
+                f"peak RSS embedding {mm['n']} 32^3 volumes (memory-mapped) < 2 GB",
+                f"{mm['peak_rss_mib']:.0f} MiB",
+                mm["peak_rss_mib"] < 2048,
+            )
+        )
+    if not rows or res.get("quick"):  # quick settings cannot meet or miss the targets
+        return []
+    out = ['## Targets (issue "Speed and scale")', "", "| target | measured | met |", "|---|---|---|"]
+    out += [f"| {_cell(t)} | {_cell(value)} | {'yes' if ok else 'no'} |" for t, value, ok in rows]
+    return [*out, ""]
+
+
 def report(res: dict[str, Any], command: str) -> str:
     env = res["environment"]
     lines = [
@@ -486,8 +572,11 @@ def report(res: dict[str, Any], command: str) -> str:
         "",
         "Both steps of each comparison run in the same process, interleaved (an epoch or a step of "
         "each in turn), from the same weights and the same random stream. `CPU s` is the process's "
-        "CPU time, less sensitive to other load than wall time.",
+        "CPU time, less sensitive to other load than wall time. Run it on an otherwise idle machine: "
+        "when other processes share the cores, torch's OpenMP threads wait for each other and small "
+        "steps become many times slower (then pass `--threads 1`, as the table header records).",
         "",
+        *targets(res),
     ]
     if "mnist" in res:
         m = res["mnist"]
@@ -598,6 +687,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, help="results file stem (default benchmarks/results/speed[_quick])")
     p.add_argument("--workdir", type=Path, help="run directories (default: a temporary folder)")
+    p.add_argument(
+        "--report-from", type=Path, metavar="JSON", help="only re-write the .md of a results .json"
+    )
     p.add_argument("--embed-worker", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     defaults = (
@@ -632,7 +724,17 @@ def main(argv: list[str] | None = None) -> int:
         embed_worker(args.embed_worker, device)
         return 0
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    res: dict[str, Any] = {"quick": args.quick, "environment": environment(device), "args": vars(args)}
+    if args.report_from:
+        res = json.loads(args.report_from.read_text())
+        args.report_from.with_suffix(".md").write_text(report(res, res.get("command", command)))
+        print(f"wrote {args.report_from.with_suffix('.md')}")
+        return 0
+    res: dict[str, Any] = {
+        "quick": args.quick,
+        "command": command,
+        "environment": environment(device),
+        "args": vars(args),
+    }
     res["args"] = {k: str(v) for k, v in res["args"].items()}
     parts = [
         ("mnist", lambda w: mnist_part(args, device, w)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -276,8 +277,12 @@ class Trainer:
             self.batches.set_epoch(epoch)
             sums = self._run_epoch(epoch, show)
             lr = st.optimizers[next(iter(st.optimizers))].param_groups[0]["lr"]
-            for s in st.schedulers.values():
-                s.step()
+            with warnings.catch_warnings():
+                # Epoch-based schedules advance even for an optimizer that had nothing to do this
+                # epoch (DisCo's generator after its phase, vae2's idle encoder optimizer).
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                for s in st.schedulers.values():
+                    s.step()
             st.model.on_epoch_end(epoch)
             st.epoch = epoch + 1
             means = self._epoch_means(sums)

@@ -280,7 +280,7 @@ class Trainer:
             with warnings.catch_warnings():
                 # Epoch-based schedules advance even for an optimizer that had nothing to do this
                 # epoch (DisCo's generator after its phase, vae2's idle encoder optimizer).
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
                 for s in st.schedulers.values():
                     s.step()
             st.model.on_epoch_end(epoch)

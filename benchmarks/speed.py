@@ -309,9 +309,11 @@ def volume_speed(args, device: torch.device) -> dict[str, Any]:
         cfg = subtomo_config(args, device, step, decoder)
         torch.manual_seed(0)
         model = build_model(cfg, (1, 32, 32, 32), "linear").to(device)
-        apply_runtime(model, device, 3, amp=amp, compile=args.compile)
+        # channels_last: the trainer's default for volumes
+        fmt = apply_runtime(model, device, 3, amp=amp, compile=args.compile, channels_last=True)
         name = f"{step}+{decoder}" + ("+bf16" if amp and not args.amp else "")
         variants[name] = (model, model.configure_optimizers(1e-4))
+    x = x.contiguous(memory_format=fmt)
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     print(f"32^3 volumes ({source}), batch {batch}: {args.volume_rounds} timed rounds")
     for r in range(args.volume_rounds + 1):

@@ -297,3 +297,18 @@ def test_compile_uses_the_methods_own_compile_step(monkeypatch):
     monkeypatch.setattr(model, "compile_step", lambda: calls.append("step"))
     apply_runtime(model, torch.device("cpu"), 2, compile=True)
     assert calls == ["step"]
+
+
+@pytest.mark.parametrize("spatial", [2, 3])
+def test_trainer_uses_channels_last_for_volumes_by_default(tmp_path, spatial):
+    from dualcontrast.data import DataSplits
+
+    shape = (1, 12, 12, 12) if spatial == 3 else (1, 20, 20)
+    data = Dataset(stack(n=24, shape=shape))
+    cfg = build_config({"model": {"content_dim": 3, "transform_dim": 2}, "train": {"batch_size": 8}})
+    trainer = Trainer(cfg, RunDir.create(tmp_path / "r"), DataSplits(data, data), torch.device("cpu"))
+    convs = [m for m in trainer.model.encoder.modules() if isinstance(m, torch.nn.Conv3d | torch.nn.Conv2d)]
+    weight = convs[1].weight  # the first has one input channel, where both layouts coincide
+    fmt = torch.channels_last_3d if spatial == 3 else torch.channels_last
+    assert weight.is_contiguous(memory_format=fmt) == (spatial == 3)
+    assert weight.is_contiguous() == (spatial == 2)

@@ -99,6 +99,8 @@ def main() -> int:
     ]
     for o in args.overrides:
         argv += ["--set", o]
+    # Before training: the trainer may change the thread count, the record is of what ran.
+    device = device_name(args.device)
     start = time.time()
     code = cli(argv)
     wall = time.time() - start
@@ -123,7 +125,7 @@ def main() -> int:
                 "final": final,
                 "curve": curve,
                 "epochs": args.epochs,
-                "device": device_name(args.device),
+                "device": device,
                 "wall_seconds": wall,
                 "train_seconds": train_seconds,
                 "overrides": args.overrides,
@@ -143,7 +145,7 @@ def main() -> int:
         + (f" --tag {args.tag}" if args.tag else "")
         + "`",
         "",
-        f"- device: {device_name(args.device)}",
+        f"- device: {device}",
         f"- epochs: {args.epochs}; training time {train_seconds / 60:.1f} min "
         f"({train_seconds / args.epochs:.1f} s/epoch); wall time incl. evaluation {wall / 60:.1f} min",
         "- protocol: logistic regression on standardised code means, fit on the training codes, "

@@ -113,12 +113,13 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], dest="overrides")
     args = p.parse_args()
 
+    device = device_name(args.device)
     results = {m: run_method(m, args) for m in args.methods}
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "subtomo_quality.json").write_text(
         json.dumps(
-            {"args": vars(args), "device": device_name(args.device), "results": results},
+            {"args": vars(args), "device": device, "results": results},
             indent=2,
             default=str,
         )
@@ -131,7 +132,7 @@ def main() -> int:
         f"Command: `python benchmarks/subtomo_quality.py --epochs {args.epochs} --n-per-state {args.n_per_state}"
         f" --decoder {args.decoder}" + "".join(f" --set {o}" for o in args.overrides) + "`",
         "",
-        f"- device: {device_name(args.device)}",
+        f"- device: {device}",
         f"- schedule: {args.epochs} epochs, batch 50, Adam 1e-4, d = 50 (configs/subtomo.yaml), {args.decoder} decoder",
         "- D-scores: logistic regression on train codes (80%), scored on test codes (20%); "
         "conformation scores within each true identity",

@@ -35,7 +35,9 @@ FLAGS = {
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH|NAME", help="data file/folder, or a built-in data set name")
     p.add_argument("--labels", metavar="FILE", help="content labels (.npy/.txt/.csv) for an unlabeled stack")
-    p.add_argument("--model", help="method: dualcontrast (default), vae2, ablations, baselines")
+    from ..models import MODELS
+
+    p.add_argument("--model", help="method (default dualcontrast): " + ", ".join(MODELS.names()))
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dualcontrast.cli.common import load_splits
 from dualcontrast.config import build_config, load_yaml
 from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
 from dualcontrast.evaluation import d_score, embed_splits, split_view
@@ -259,20 +260,6 @@ def mnist_part(args, device: torch.device, workdir: Path) -> dict[str, Any]:
             for q, qr in zip(r["quality_per_seed"], ref["quality_per_seed"], strict=True)
         ]
     return out
-
-
-def load_splits(cfg):
-    d = cfg.data
-    return load_data(
-        d.path,
-        name=d.name,
-        labels=d.labels,
-        test_fraction=d.test_fraction,
-        split_seed=d.split_seed,
-        normalize=d.normalize,
-        max_samples=d.max_samples,
-        params=d.params,
-    )
 
 
 # --------------------------------------------------------------------------- 2. 32^3 step speed

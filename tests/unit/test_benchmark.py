@@ -334,3 +334,17 @@ def test_missing_mnist_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match=r"no\.npz"):
         preflight(runs)
     assert not os.listdir(tmp_path)
+
+
+def test_hand_written_notes_end_the_table_and_survive_rerendering(tmp_path):
+    work = tmp_path / "runs"
+    _fake_run(work / "mnist" / "dualcontrast" / "seed0", {"d_c_c": 0.9, "d_c_z": 0.3, "sap_c": 0.6})
+    runs = plan_suite(SMALL, BUDGETS["tiny"], work)
+    out = tmp_path / "out" / "t.md"
+    out.parent.mkdir()
+    assert "## Notes" not in write_report(runs, SMALL, BUDGETS["tiny"], out, figure=False)["table"].read_text()
+    (tmp_path / "out" / "t_notes.md").write_text("SimCLR leads on MNIST because of the budget.\n")
+    for _ in range(2):
+        md = write_report(runs, SMALL, BUDGETS["tiny"], out, figure=False)["table"].read_text()
+        assert md.count("## Notes") == 1
+        assert md.rstrip().endswith("SimCLR leads on MNIST because of the budget.")

@@ -41,7 +41,7 @@ def test_overrides_parse_yaml_values_and_nest():
     assert parse_override("train.epochs=5") == {"train": {"epochs": 5}}
     assert parse_override("data.path=/x/y.npz") == {"data": {"path": "/x/y.npz"}}
     assert parse_override("data.params.size=64") == {"data": {"params": {"size": 64}}}
-    with pytest.raises(ConfigError, match="section.key=value"):
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
         parse_override("train.epochs")
 
 

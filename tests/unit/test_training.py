@@ -109,7 +109,7 @@ def test_opening_something_that_is_not_a_run(tmp_path):
     with pytest.raises(RunDirError, match="no such run directory"):
         RunDir.open(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RunDirError, match="no config.yaml"):
+    with pytest.raises(RunDirError, match=r"no config\.yaml"):
         RunDir.open(tmp_path / "empty")
 
 

@@ -500,7 +500,11 @@ def write_report(
     command: str | None = None,
     figure: bool = True,
 ) -> dict[str, Path]:
-    """Write ``out`` (Markdown), ``<out>.csv``, ``<out>_runs.csv`` and ``<out>_transfer_grids.png``."""
+    """Write ``out`` (Markdown), ``<out>.csv``, ``<out>_runs.csv`` and ``<out>_transfer_grids.png``.
+
+    A hand-written ``<out>_notes.md`` next to ``out`` (the reading of the numbers: why a row is
+    where it is) is appended as the table's last section, so re-rendering keeps it.
+    """
     md = Path(out)
     md.parent.mkdir(parents=True, exist_ok=True)
     records = collect_records(runs)
@@ -510,6 +514,9 @@ def write_report(
         section, rows = dataset_section(records, DATASETS[name], suite, budget)
         lines += section
         sections[name] = rows
+    notes = md.with_name(md.stem + "_notes.md")
+    if notes.exists():
+        lines += ["## Notes", "", notes.read_text().strip(), ""]
     md.write_text("\n".join(lines).rstrip() + "\n")
     paths = {"table": md, "csv": md.with_suffix(".csv"), "runs_csv": md.with_name(md.stem + "_runs.csv")}
     write_csv(paths["csv"], sections, records)

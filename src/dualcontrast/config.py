@@ -61,6 +61,10 @@ class LossConfig:
     w_z_neg: float = 1.0
     # "per_dim" multiplies every cosine term by 1/d as the reference scripts do (sum / (B*d)).
     cosine_scale: str = "mean"
+    # Epochs over which the four cosine weights ramp linearly from 0 to their full value
+    # (0: full from the first step). Lets the encoder find content features by reconstruction
+    # before the pair terms act (see benchmarks/results/subtomo_quality.md).
+    contrastive_warmup: int = 0
     vae_on_transformed: bool = True
 
 

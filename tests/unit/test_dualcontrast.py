@@ -40,11 +40,11 @@ def test_every_parameter_gets_a_gradient_and_both_optimizers_step(step):
     torch.manual_seed(0)
     m = model_for((1, 16, 16), train={"step": step})
     opt = m.configure_optimizers(1e-3)
-    before = {k: v.clone() for k, v in m.state_dict().items()}
+    before = {k: v.clone() for k, v in m.named_parameters()}
     terms = m.training_step(torch.rand(8, 1, 16, 16), opt)
     assert set(terms) == {"rec", "kl_c", "kl_z", "c_pos", "c_neg", "z_neg", "z_pos", "loss"}
     assert all(t.dim() == 0 and not t.requires_grad for t in terms.values())
-    changed = {k for k, v in m.state_dict().items() if not torch.equal(v, before[k])}
+    changed = {k for k, v in m.named_parameters() if not torch.equal(v, before[k])}
     assert changed == set(before)
     # The encoder-only optimizer holds Adam state: it stepped.
     assert all(len(opt["encoder"].state[p]) > 0 for p in m.encoder.parameters())
@@ -88,9 +88,42 @@ def test_per_dim_cosine_scale_divides_by_the_code_size():
     assert m._cos_weight("w_z_neg") == pytest.approx(1 / 3)
 
 
+@pytest.mark.parametrize("step", ["fused", "reference"])
+def test_contrastive_warmup_ramps_the_pair_terms_from_zero(step):
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 16, 16)
+    warm = model_for((1, 16, 16), loss={"contrastive_warmup": 4}, train={"step": step})
+    vae2 = model_for((1, 16, 16), model={"name": "vae2", "content_dim": 4, "transform_dim": 3},
+                     train={"step": step})
+    vae2.load_state_dict(warm.state_dict())
+    # In the first epoch the objective is the two-latent VAE's: same loss, same main gradient.
+    warm_opt, vae2_opt = warm.configure_optimizers(1e-3), vae2.configure_optimizers(1e-3)
+    draws = warm.draw(x)
+    t_warm = getattr(warm, f"_{step}_step")(x, warm_opt, draws)
+    t_vae2 = getattr(vae2, f"_{step}_step")(x, vae2_opt, draws)
+    assert t_warm["c_neg"] > 0  # the terms are still computed and logged
+    assert t_warm["loss"] - (t_vae2["loss"]) == pytest.approx(0.0, abs=1e-6)
+    for a, b in zip(warm.decoder.parameters(), vae2.decoder.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    scales = []
+    for epoch in range(1, 6):
+        warm.on_epoch_end(epoch)
+        scales.append(float(warm.contrastive_scale))
+    assert scales == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert warm._cos_weight("w_c_neg") == pytest.approx(1.0)
+    # Checkpoints carry the ramp, so a resumed run continues it.
+    warm.on_epoch_end(2)
+    fresh = model_for((1, 16, 16), loss={"contrastive_warmup": 4}, train={"step": step})
+    assert float(fresh.contrastive_scale) == 0.0
+    fresh.load_state_dict(warm.state_dict())
+    assert float(fresh.contrastive_scale) == 0.5
+    assert float(model_for((1, 16, 16)).contrastive_scale) == 1.0
+
+
 @pytest.mark.parametrize("layer,message", [
     ({"loss": {"kl": "wrong"}}, "loss.kl"),
     ({"loss": {"cosine_scale": "sum"}}, "loss.cosine_scale"),
+    ({"loss": {"contrastive_warmup": -1}}, "loss.contrastive_warmup"),
     ({"train": {"step": "fast"}}, "train.step"),
     ({"model": {"arch": "resnet"}}, "model.arch"),
     ({"model": {"decoder": "transformer"}}, "model.decoder"),

@@ -80,6 +80,11 @@ class DualContrast(DisentanglementModel):
         )
         self.loss_cfg = loss or LossConfig()
         _check_loss(self.loss_cfg)
+        # A buffer, so checkpoints carry it and a resumed run continues the ramp; a tensor, so
+        # a compiled step reads its value instead of recompiling when it changes.
+        self.register_buffer(
+            "contrastive_scale", torch.tensor(0.0 if self.loss_cfg.contrastive_warmup else 1.0)
+        )
         self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
         self.step = step
 
@@ -139,12 +144,17 @@ class DualContrast(DisentanglementModel):
         lc = self.loss_cfg
         return vae_objective(t, lc.w_rec, lc.gamma_c, lc.gamma_z)
 
-    def _cos_weight(self, name: str) -> float:
+    def _cos_weight(self, name: str) -> torch.Tensor:
         lc = self.loss_cfg
         w = getattr(lc, name)
         if lc.cosine_scale == "per_dim":
             w = w / (self.content_dim if name.startswith("w_c") else self.transform_dim)
-        return w
+        return w * self.contrastive_scale
+
+    def on_epoch_end(self, epoch: int) -> None:
+        warmup = self.loss_cfg.contrastive_warmup
+        if warmup:
+            self.contrastive_scale.fill_(min(1.0, epoch / warmup))
 
     def _main_terms(
         self,
@@ -370,6 +380,8 @@ def _check_loss(lc: LossConfig) -> None:
         raise ConfigError(f"loss.kl_normalization must be 'pixels' or 'sample', got {lc.kl_normalization!r}")
     if lc.cosine_scale not in ("mean", "per_dim"):
         raise ConfigError(f"loss.cosine_scale must be 'mean' or 'per_dim', got {lc.cosine_scale!r}")
+    if lc.contrastive_warmup < 0:
+        raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 
 
 for _name in ABLATIONS:

@@ -167,6 +167,10 @@ def main() -> int:
         "Quality bar: content ARI >= 0.90, D(c|c) >= 0.95, D(z|z) >= 0.80 within the identity whose "
         "states differ (the nucleosome-like phantom).",
     ]
+    # The reading of the numbers is written by hand next to the results and kept on reruns.
+    notes = out / "subtomo_quality_notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
     (out / "subtomo_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

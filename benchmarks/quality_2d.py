@@ -20,7 +20,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 import torch
 
 from dualcontrast.cli.main import main as cli
+from dualcontrast.training.runtime import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
@@ -45,20 +45,10 @@ LABELS = {
 REFERENCE_CPU = {1: (0.769, 0.372), 4: (0.834, 0.430), 8: (0.868, 0.460), 20: (0.879, 0.427)}
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def device_name(device: str) -> str:
     if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return torch.cuda.get_device_name(0)
-    return f"{cpu_name()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    return f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
 def main() -> int:

@@ -49,6 +49,7 @@ from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
 from dualcontrast.evaluation import d_score, embed_splits, split_view
 from dualcontrast.models import build_model
 from dualcontrast.training import RunDir, Trainer, apply_runtime, resolve_device, rng_state, set_rng_state
+from dualcontrast.training.runtime import cpu_model
 from dualcontrast.training.trainer import bf16_supported
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,14 +61,6 @@ FACTOR_SYMBOL = {"content": "c", "transform": "z"}
 
 
 # --------------------------------------------------------------------------- environment
-
-
-def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def load_avg() -> list[float]:

@@ -28,6 +28,7 @@ How an MRC file is read (``mrcfile`` header, MRC2014):
 
 from __future__ import annotations
 
+import abc
 import logging
 import os
 import pickle
@@ -66,7 +67,7 @@ def _rows(index: Any, n: int, where: str) -> np.ndarray:
     return rows.astype(np.int64)
 
 
-class LazyStack:
+class LazyStack(abc.ABC):
     """Base of the lazy arrays here: float32 samples read per call, checked for NaN/Inf.
 
     Subclasses implement :meth:`_read` for sorted, distinct rows and keep no open handles
@@ -88,8 +89,9 @@ class LazyStack:
     def __len__(self) -> int:
         return self._shape[0]
 
+    @abc.abstractmethod
     def _read(self, rows: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """The samples at ``rows`` (sorted, distinct) as float32."""
 
     def __getitem__(self, index: Any) -> np.ndarray:
         single = np.ndim(index) == 0 and not isinstance(index, slice)

@@ -24,7 +24,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import shlex
 import time
 import traceback
@@ -39,6 +38,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import ConfigError, RunDirError
+from ..training.runtime import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -525,15 +525,7 @@ def device_description(device: torch.device) -> str:
     """A readable name of the device runs train on (GPU model, or CPU model and threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    name = platform.processor() or "CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name} ({os.cpu_count()} cores; torch threads: {torch.get_num_threads()})"
+    return f"{cpu_model()} ({os.cpu_count()} cores; torch threads: {torch.get_num_threads()})"
 
 
 def read_sidecar(path: Path) -> dict[str, Any]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import platform
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +25,15 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but no CUDA device is available")
     return device
+
+
+def cpu_model() -> str:
+    """The CPU's model name (for benchmark records); platform's guess where /proc is absent."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
 
 
 def seed_everything(seed: int) -> None:

@@ -118,6 +118,10 @@ def test_contrastive_warmup_ramps_the_pair_terms_from_zero(step):
     fresh.load_state_dict(warm.state_dict())
     assert float(fresh.contrastive_scale) == 0.5
     assert float(model_for((1, 16, 16)).contrastive_scale) == 1.0
+    # A checkpoint written before the option existed loads with the terms at full weight.
+    old_state = {k: v for k, v in warm.state_dict().items() if k != "contrastive_scale"}
+    fresh.load_state_dict(old_state)
+    assert float(fresh.contrastive_scale) == 1.0
 
 
 @pytest.mark.parametrize("layer,message", [

@@ -151,6 +151,11 @@ class DualContrast(DisentanglementModel):
             w = w / (self.content_dim if name.startswith("w_c") else self.transform_dim)
         return w * self.contrastive_scale
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Checkpoints from before the warm-up option had none: their terms were at full weight.
+        state_dict.setdefault(prefix + "contrastive_scale", torch.tensor(1.0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def on_epoch_end(self, epoch: int) -> None:
         warmup = self.loss_cfg.contrastive_warmup
         if warmup:

@@ -51,6 +51,8 @@ STEPS = ("fused", "reference")
 
 
 class DualContrast(DisentanglementModel):
+    contrastive_scale: torch.Tensor  # buffer: the warm-up factor on the cosine weights
+
     def __init__(
         self,
         sample_shape: Sequence[int],

@@ -7,6 +7,7 @@ version, the command line and the time, so a run can always be re-made and read 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import sys
@@ -154,10 +155,8 @@ def _coerce(value: Any, current: Any, f: dataclasses.Field, path: str) -> Any:
     if ann.startswith("float"):
         if isinstance(value, str):
             # YAML 1.1 reads "5e-4" (no dot) as a string; accept what any user means by it.
-            try:
+            with contextlib.suppress(ValueError):  # not a number: the check below says so
                 value = float(value)
-            except ValueError:
-                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, got {value!r}")
         return float(value)

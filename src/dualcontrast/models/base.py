@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..config import LossConfig
+from ..losses import vae_terms
 from ..registry import Registry
 
 
@@ -42,6 +44,28 @@ class Codes:
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+
+
+def configured_vae_terms(
+    lc: LossConfig,
+    x: torch.Tensor,
+    x_rec: torch.Tensor,
+    c_mu: torch.Tensor,
+    c_logvar: torch.Tensor,
+    z_mu: torch.Tensor,
+    z_logvar: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """:func:`~dualcontrast.losses.vae_terms` under the KL conventions chosen in ``lc``."""
+    return vae_terms(
+        x,
+        x_rec,
+        c_mu,
+        c_logvar,
+        z_mu,
+        z_logvar,
+        per_pixel=lc.kl_normalization == "pixels",
+        reference=lc.kl == "reference",
+    )
 
 
 class DisentanglementModel(nn.Module, ABC):

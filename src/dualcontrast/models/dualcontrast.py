@@ -32,10 +32,10 @@ import torch
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, vae_objective, vae_terms
+from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, vae_objective
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
-from .base import MODELS, Codes, DisentanglementModel
+from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms
 
 # Table 1 ablations: model name -> loss weights forced to zero.
 ABLATIONS: dict[str, tuple[str, ...]] = {
@@ -130,16 +130,8 @@ class DualContrast(DisentanglementModel):
 
     # -- loss pieces --------------------------------------------------------------------------
     def _vae_terms(self, x: torch.Tensor, x_rec: torch.Tensor, codes: Codes) -> dict[str, torch.Tensor]:
-        lc = self.loss_cfg
-        return vae_terms(
-            x,
-            x_rec,
-            codes.c_mu,
-            codes.c_logvar,
-            codes.z_mu,
-            codes.z_logvar,
-            per_pixel=lc.kl_normalization == "pixels",
-            reference=lc.kl == "reference",
+        return configured_vae_terms(
+            self.loss_cfg, x, x_rec, codes.c_mu, codes.c_logvar, codes.z_mu, codes.z_logvar
         )
 
     def _vae_loss(self, t: dict[str, torch.Tensor]) -> torch.Tensor:

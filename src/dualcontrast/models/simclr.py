@@ -34,10 +34,10 @@ import torch
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import cosine_similarity_loss, info_nce, vae_objective, vae_terms
+from ..losses import cosine_similarity_loss, info_nce, vae_objective
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
-from .base import MODELS, Codes, DisentanglementModel, reparameterize
+from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
 from .params import method_params, non_negative, positive
 
 DEFAULTS: dict[str, Any] = {"temperature": 1.0, "w_infonce": 1.0, "w_z_neg": 1.0}
@@ -170,8 +170,7 @@ class SimCLR(DisentanglementModel):
                 reparameterize(views.c_mu, views.c_logvar), reparameterize(views.z_mu, views.z_logvar)
             )
             lc = self.loss_cfg
-            vt = vae_terms(target, rec, views.c_mu, views.c_logvar, views.z_mu, views.z_logvar,
-                           per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
+            vt = configured_vae_terms(lc, target, rec, views.c_mu, views.c_logvar, views.z_mu, views.z_logvar)
             # Per-view sums, as DualContrast adds L_vae(x) and L_vae(T(x)).
             n_views = 2.0 if self.loss_cfg.vae_on_transformed else 1.0
             vt = {k: v * n_views for k, v in vt.items()}

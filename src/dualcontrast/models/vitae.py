@@ -54,9 +54,8 @@ from torch import nn
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import vae_terms
 from ..nn import build_decoder, build_encoder
-from .base import MODELS, Codes, DisentanglementModel, reparameterize
+from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
 
 INFERENCE = ("conditional", "unconditional")
 
@@ -290,9 +289,7 @@ class VITAE(DisentanglementModel):
         v = self.velocity(reparameterize(z_mu, z_logvar))
         c_mu, c_logvar, _, _ = self.appearance_encoder(self._appearance_input(x, v))
         x_rec = warp_by_velocity(self.appearance(reparameterize(c_mu, c_logvar)), v, self.steps)
-        lc = self.loss_cfg
-        return vae_terms(x, x_rec, c_mu, c_logvar, z_mu, z_logvar,
-                         per_pixel=lc.kl_normalization == "pixels", reference=lc.kl == "reference")
+        return configured_vae_terms(self.loss_cfg, x, x_rec, c_mu, c_logvar, z_mu, z_logvar)
 
     def training_step(
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]

@@ -517,10 +517,7 @@ def targets(res: dict[str, Any]) -> list[str]:
         )
         if "fused+bf16" in m:
             b = m["fused+bf16"]
-            bd = [
-                q["D(c|c)"] - r["D(c|c)"]
-                for q, r in zip(b["quality_per_seed"], ref["quality_per_seed"], strict=True)
-            ]
+            bd = b["d_cc_minus_reference"]
             rows.append(
                 (
                     "(fused + bf16 autocast: >= 2x, D(c|c) within 0.01)",
@@ -630,7 +627,7 @@ def report(res: dict[str, Any], command: str) -> str:
         lines += [
             "",
             f"D(c|c) fused - reference after {m['epochs']} epochs, same seed: "
-            f"{', '.join(f'{d:+.3f}' for d in diffs)} (mean {np.mean(diffs):+.3f}). Both steps of a seed start "
+            f"{_join(diffs, '+.3f')} (mean {np.mean(diffs):+.3f}). Both steps of a seed start "
             "from the same weights and draw the same batches and random numbers. Epoch times are medians "
             "over epochs 2.. of every seed (epoch 1 also builds kernels); every epoch with its load average "
             "is in the JSON. `fused+bf16`: the fused step under bf16 autocast (`train.amp: true`) on a CPU "

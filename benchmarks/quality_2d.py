@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
 import sys
 import time
@@ -26,8 +27,9 @@ from pathlib import Path
 
 import torch
 
-from dualcontrast.cli.main import main as cli
+from dualcontrast.errors import DualContrastError
 from dualcontrast.training.runtime import cpu_model
+from dualcontrast.workflow import resolve_config, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
@@ -62,6 +64,7 @@ def main() -> int:
     p.add_argument("--tag", default="", help="suffix for result file names (e.g. a variant)")
     p.add_argument("--set", action="append", default=[], dest="overrides", help="config overrides")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     mnist = Path(args.data).suffix == ".npz"
     if mnist and not Path(args.data).exists():
@@ -69,33 +72,19 @@ def main() -> int:
         return 2
     name = "mnist" if mnist else Path(args.data).stem
     run = Path(args.workdir + f"_{name}" + (f"_{args.tag}" if args.tag else ""))
-    config = ["--config", str(REPO / "configs" / "mnist.yaml")] if mnist else []
-    argv = [
-        "train",
-        *config,
-        "--data",
-        args.data,
-        "--epochs",
-        str(args.epochs),
-        "--device",
-        args.device,
-        "-o",
-        str(run),
-        "--overwrite",
-        "--set",
-        f"train.eval_every={args.eval_every}",
-        "--set",
-        "eval.projection=umap",
-    ]
-    for o in args.overrides:
-        argv += ["--set", o]
+    config = [str(REPO / "configs" / "mnist.yaml")] if mnist else []
+    settings = {"train": {"epochs": args.epochs, "device": args.device}}
+    overrides = [f"train.eval_every={args.eval_every}", "eval.projection=umap", *args.overrides]
     # Before training: the trainer may change the thread count, the record is of what ran.
     device = device_name(args.device)
     start = time.time()
-    code = cli(argv)
+    try:
+        cfg = resolve_config(data=args.data, config_files=config, settings=settings, overrides=overrides)
+        train_run(cfg, run, overwrite=True)
+    except DualContrastError as e:
+        print(f"quality_2d: {e}", file=sys.stderr)
+        return 2
     wall = time.time() - start
-    if code:
-        return code
 
     with open(run / "eval_log.csv", newline="") as f:
         curve = list(csv.DictReader(f))

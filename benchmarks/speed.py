@@ -43,7 +43,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dualcontrast.cli.common import load_splits
 from dualcontrast.config import build_config, load_yaml
 from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
 from dualcontrast.evaluation import d_score, embed_splits, split_view
@@ -51,6 +50,7 @@ from dualcontrast.models import build_model
 from dualcontrast.training import RunDir, Trainer, apply_runtime, resolve_device, rng_state, set_rng_state
 from dualcontrast.training.runtime import cpu_model
 from dualcontrast.training.trainer import bf16_supported
+from dualcontrast.workflow import load_splits
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"

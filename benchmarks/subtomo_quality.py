@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
-from dualcontrast.cli.main import main as cli
+from dualcontrast.workflow import analyze_run, resolve_config, train_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_2d import device_name
@@ -41,40 +42,15 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
         f"model.decoder={args.decoder}",
         "train.progress=false",
     ]
-    argv = [
-        "train",
-        "--config",
-        str(REPO / "configs" / "subtomo.yaml"),
-        "--model",
-        method,
-        "--epochs",
-        str(args.epochs),
-        "--device",
-        args.device,
-        "-o",
-        str(run),
-        "--overwrite",
-    ]
-    for o in data + args.overrides:
-        argv += ["--set", o]
+    settings = {"model": {"name": method}, "train": {"epochs": args.epochs, "device": args.device}}
     t0 = time.time()
-    if cli(argv):
-        raise SystemExit(f"training {method} failed")
+    cfg = resolve_config(
+        config_files=[REPO / "configs" / "subtomo.yaml"], settings=settings, overrides=data + args.overrides
+    )
+    train_run(cfg, run, overwrite=True)
     train_s = time.time() - t0
     t1 = time.time()
-    if cli(
-        [
-            "analyze",
-            str(run),
-            "--max-particles",
-            str(args.max_particles),
-            "--device",
-            args.device,
-            "--projection",
-            "umap",
-        ]
-    ):
-        raise SystemExit(f"analyze {method} failed")
+    analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
     analyze_s = time.time() - t1
     metrics = json.loads((run / "metrics.json").read_text())["scores"]
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
@@ -112,6 +88,7 @@ def main() -> int:
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--set", action="append", default=[], dest="overrides")
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     device = device_name(args.device)
     results = {m: run_method(m, args) for m in args.methods}

@@ -214,16 +214,33 @@ def config_from_dict(values: dict[str, Any]) -> Config:
     return build_config(values)
 
 
-def save_config(cfg: Config, path: str | Path, command: list[str] | None = None) -> None:
-    """Write the resolved config plus provenance (version, command line, time)."""
+def save_config(
+    cfg: Config, path: str | Path, command: list[str] | None = None, meta: dict[str, Any] | None = None
+) -> None:
+    """Write the resolved config plus provenance (version, command line, time).
+
+    ``meta`` entries replace the fresh provenance: a resumed run keeps its original command
+    and creation time this way. The file is replaced atomically (it is what makes a run).
+    """
     data = cfg.to_dict()
     data["meta"] = {
         "dualcontrast_version": __version__,
         "command": " ".join(command if command is not None else sys.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": sys.version.split()[0],
+        **(meta or {}),
     }
-    Path(path).write_text(yaml.safe_dump(data, sort_keys=False))
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
+    tmp.replace(p)
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The provenance block of a saved run config ({} if it has none)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    meta = data.get("meta") if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def load_config(path: str | Path) -> Config:

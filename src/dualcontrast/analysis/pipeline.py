@@ -225,7 +225,7 @@ def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:
         ctf = CTFParams(defocus_um=p["defocus_um"], voxel_size=p["voxel_size"], cs_mm=p["cs_mm"])
         return truth, ctf, float(p["voxel_size"])
     if cfg.data.path is not None:
-        from ..cli.simulate import ground_truth_maps_path
+        from ..data.simulate import ground_truth_maps_path
         from .structures import load_truth_maps
 
         maps_path = ground_truth_maps_path(cfg.data.path)

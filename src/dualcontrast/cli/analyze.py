@@ -38,21 +38,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..analysis.pipeline import AnalyzeOptions, analyze_run, device_for, run_truth_and_ctf
-    from ..training import load_trained_model
-    from .common import load_splits, open_run
+    from ..workflow import analyze_run
 
-    run, cfg = open_run(args.run)
-    device = device_for(cfg, args.device)
-    splits = load_splits(cfg)
-    model, _ = load_trained_model(run, cfg, device)
-    truth, ctf, voxel_size = run_truth_and_ctf(cfg)
-    opts = AnalyzeOptions(
+    doc = analyze_run(
+        args.run, device=args.device,
         k=args.k, k_max=args.k_max, k_z=args.k_z, k_z_max=args.k_z_max, projection=args.projection,
         average=not args.no_average, max_particles=args.max_particles, n_iter=args.iterations,
-        n_rotations=args.rotations, export=not args.no_export, seed=args.seed, device=str(device),
+        n_rotations=args.rotations, export=not args.no_export, seed=args.seed,
     )  # fmt: skip
-    doc = analyze_run(run, cfg, model, splits, opts, truth=truth, ctf=ctf, voxel_size=voxel_size)
     summary = {k: v for k, v in doc.items() if k != "structures"}
     print(json.dumps(summary, indent=2, default=str))
     if isinstance(doc.get("structures"), dict):

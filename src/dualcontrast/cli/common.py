@@ -1,16 +1,13 @@
-"""Pieces shared by the command modules: config resolution, data, runs, logging."""
+"""Pieces shared by the command modules: config flags and logging."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import time
-from pathlib import Path
 from typing import Any
 
-from ..config import Config, build_config, load_config, load_yaml, parse_override
-from ..errors import ConfigError
-from ..training.rundir import RunDir
+from ..config import Config
+from ..workflow import resolve_config as resolve
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
@@ -48,54 +45,14 @@ def flag_layer(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, A
 def resolve_config(
     args: argparse.Namespace, flags: dict[str, str], base: dict[str, Any] | None = None
 ) -> Config:
-    """defaults < ``base`` < each --config in order < flags < --set."""
-    layers: list[dict[str, Any]] = [base or {}]
-    layers += [load_yaml(path) for path in getattr(args, "config", [])]
-    layers.append(flag_layer(args, flags))
-    layers += [parse_override(o) for o in getattr(args, "overrides", [])]
-    return build_config(*layers)
-
-
-def data_layer(spec: str | None) -> dict[str, Any]:
-    """``--data`` accepts a path or a built-in data set name."""
-    if spec is None:
-        return {}
-    from ..data import BUILTIN_DATASETS
-
-    if not Path(spec).exists() and spec in BUILTIN_DATASETS:
-        return {"data": {"name": spec, "path": None}}
-    if not Path(spec).exists():
-        raise ConfigError(
-            f"--data {spec!r}: no such file or folder, and not a built-in data set "
-            f"({', '.join(BUILTIN_DATASETS.names())})"
-        )
-    return {"data": {"path": spec}}
-
-
-def load_splits(cfg: Config):
-    from ..data import load_data
-
-    d = cfg.data
-    return load_data(
-        d.path,
-        name=d.name,
-        labels=d.labels,
-        test_fraction=d.test_fraction,
-        split_seed=d.split_seed,
-        normalize=d.normalize,
-        max_samples=d.max_samples,
-        params=d.params,
+    """defaults < ``base`` < --data < each --config in order < flags < --set."""
+    return resolve(
+        data=getattr(args, "data", None),
+        config_files=getattr(args, "config", []),
+        settings=flag_layer(args, flags),
+        overrides=getattr(args, "overrides", []),
+        base=base,
     )
-
-
-def open_run(path: str) -> tuple[RunDir, Config]:
-    run = RunDir.open(path)
-    return run, load_config(run.config)
-
-
-def default_run_name(cfg: Config) -> Path:
-    data = Path(cfg.data.path).stem if cfg.data.path else cfg.data.name
-    return Path("runs") / f"{data}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def setup_logging(verbosity: int) -> None:

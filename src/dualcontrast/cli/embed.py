@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..evaluation import embed, embed_splits, save_embeddings
     from ..training import load_trained_model, resolve_device
-    from .common import load_splits, open_run
+    from ..workflow import load_splits, open_run
 
     run, cfg = open_run(args.run)
     device = resolve_device(args.device or cfg.train.device)

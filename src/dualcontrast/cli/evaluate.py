@@ -24,14 +24,8 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..evaluation.run import evaluate_run
-    from ..training import load_trained_model, resolve_device
-    from .common import load_splits, open_run
+    from ..workflow import evaluate_run
 
-    run, cfg = open_run(args.run)
-    device = resolve_device(args.device or cfg.train.device)
-    splits = load_splits(cfg)
-    model, ckpt = load_trained_model(run, cfg, device)
-    doc = evaluate_run(run, cfg, model, splits, device, epoch=int(ckpt["epoch"]), figures=not args.no_figures)
+    doc = evaluate_run(args.run, device=args.device, figures=not args.no_figures)
     print(json.dumps(doc["scores"], indent=2))
     return 0

@@ -59,16 +59,14 @@ def parse_map_args(specs: list[str]) -> dict[tuple[str, str], Path] | list[Path]
     return grouped
 
 
-def ground_truth_maps_path(data_path: str | Path) -> Path:
-    p = Path(data_path)
-    return p.with_name(p.stem + "_maps.npz")
-
-
 def main(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
     import numpy as np
 
     from ..data.phantoms import phantom_maps
-    from ..data.simulate import as_source_maps, load_maps, simulate_to_file
+    from ..data.simulate import as_source_maps, ground_truth_maps_path, load_maps, simulate_to_file
     from ..errors import DataError
 
     out = Path(args.output)
@@ -80,21 +78,33 @@ def main(args: argparse.Namespace) -> int:
     else:
         maps = as_source_maps(phantom_maps(box=args.box, voxel_size=args.voxel_size, n_states=args.states))
     out.parent.mkdir(parents=True, exist_ok=True)
-    table = simulate_to_file(
-        out, maps, args.n_per_map, overwrite=args.overwrite,
-        snr=args.snr or None, snr_mode=args.snr_mode, voxel_size=args.voxel_size, max_shift=args.max_shift,
-        defocus_um=args.defocus, defocus_spread_um=args.defocus_spread, cs_mm=args.cs, voltage_kv=args.voltage,
-        amplitude_contrast=args.amplitude_contrast, ctf=not args.no_ctf,
-        tilt_range=tuple(args.tilt_range) if args.tilt_range else None, seed=args.seed,
-    )  # fmt: skip
-    np.savez(
-        maps_out,
-        maps=np.stack([m.density for m in maps]).astype(np.float32),
-        identity=np.array([m.identity for m in maps]),
-        state=np.array([m.state for m in maps]),
-        source=np.array([m.source for m in maps]),
-        voxel_size_nm=np.float64(args.voxel_size),
-    )
+    stack = out.suffix.lower() in (".mrcs", ".mrc")
+    for existing in (out, out.with_name(out.stem + "_groundtruth.csv"), *([out.with_suffix(".star")] * stack)):
+        if existing.exists() and not args.overwrite:
+            raise DataError(existing, "already exists; choose another output name or pass --overwrite")
+    # Written under the final names in a hidden sibling folder, moved into place at the end: an
+    # interrupted or failed simulation leaves no partial file (and keeps an older one intact).
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        table = simulate_to_file(
+            staging / out.name, maps, args.n_per_map,
+            snr=args.snr or None, snr_mode=args.snr_mode, voxel_size=args.voxel_size, max_shift=args.max_shift,
+            defocus_um=args.defocus, defocus_spread_um=args.defocus_spread, cs_mm=args.cs,
+            voltage_kv=args.voltage, amplitude_contrast=args.amplitude_contrast, ctf=not args.no_ctf,
+            tilt_range=tuple(args.tilt_range) if args.tilt_range else None, seed=args.seed,
+        )  # fmt: skip
+        np.savez(
+            staging / maps_out.name,
+            maps=np.stack([m.density for m in maps]).astype(np.float32),
+            identity=np.array([m.identity for m in maps]),
+            state=np.array([m.state for m in maps]),
+            source=np.array([m.source for m in maps]),
+            voxel_size_nm=np.float64(args.voxel_size),
+        )
+        for written in sorted(staging.iterdir()):
+            written.replace(out.parent / written.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.warning(
         "wrote %d subtomograms of %d maps to %s (+ ground truth, %s)",
         len(table["identity"]),

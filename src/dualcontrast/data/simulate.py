@@ -619,6 +619,12 @@ def _noise(rows: np.ndarray, sigma: np.ndarray, p: SimulationParams) -> np.ndarr
 # --------------------------------------------------------------------------- writers
 
 
+def ground_truth_maps_path(data_path: str | Path) -> Path:
+    """Where ``dualcontrast simulate`` puts the clean maps of a simulated file: ``<stem>_maps.npz``."""
+    p = Path(data_path)
+    return p.with_name(p.stem + "_maps.npz")
+
+
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
         raise DataError(path, "already exists; choose another name or pass overwrite=True")

@@ -39,6 +39,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import ConfigError, RunDirError
 from ..training.runtime import cpu_model
+from ..workflow import ConfigSources
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,8 @@ def scale_epochs(budget: Budget, factor: float) -> Budget:
 
 @dataclass(frozen=True)
 class PlannedRun:
-    """One cell of the suite. ``argv`` is the ``dualcontrast`` command line (None if unsupported)."""
+    """One cell of the suite. ``argv`` is the ``dualcontrast`` command line (None if unsupported),
+    ``sources`` the same settings as :func:`dualcontrast.workflow.train_run` takes them."""
 
     dataset: str
     method: str
@@ -324,6 +326,7 @@ class PlannedRun:
     path: Path
     argv: tuple[str, ...] | None
     unsupported: str | None = None
+    sources: ConfigSources | None = None
 
     @property
     def key(self) -> str:
@@ -418,14 +421,14 @@ def plan_suite(
             for method in chosen_methods:
                 path = root / name / method / f"seed{seed}"
                 reason = suite.unsupported.get((method, name))
-                argv = None
+                argv = sources = None
                 if reason is None:
-                    argv = _train_argv(spec, budget, method, seed, path, device, mnist, overrides)
-                runs.append(PlannedRun(name, method, seed, path, argv, reason))
+                    argv, sources = _train_plan(spec, budget, method, seed, path, device, mnist, overrides)
+                runs.append(PlannedRun(name, method, seed, path, argv, reason, sources))
     return runs
 
 
-def _train_argv(
+def _train_plan(
     spec: DatasetSpec,
     budget: Budget,
     method: str,
@@ -434,7 +437,8 @@ def _train_argv(
     device: str | None,
     mnist: str | None,
     overrides: Sequence[str],
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], ConfigSources]:
+    """The run's ``dualcontrast train`` command line and the same settings as config sources."""
     layer = merge_layers(
         spec.layer,
         budget.common,
@@ -446,14 +450,18 @@ def _train_argv(
         layer = merge_layers(layer, {"train": {"epochs": MIN_EPOCHS[method]}})
     if mnist is not None and spec.name == "mnist":
         layer = merge_layers(layer, {"data": {"path": str(mnist)}})
+    config_files = tuple(str(find_config_file(name)) for name in spec.config_files)
+    sets = (*set_overrides(layer), *overrides)
+    settings: dict[str, Any] = {"model": {"name": method}, "train": {"seed": seed}}
     argv = ["train", "--model", method, "--seed", str(seed), "-o", str(path)]
-    for name in spec.config_files:
-        argv += ["--config", str(find_config_file(name))]
+    for name in config_files:
+        argv += ["--config", name]
     if device:
         argv += ["--device", device]
-    for item in [*set_overrides(layer), *overrides]:
+        settings["train"]["device"] = device
+    for item in sets:
         argv += ["--set", item]
-    return tuple(argv)
+    return tuple(argv), ConfigSources(None, config_files, settings, sets)
 
 
 # --------------------------------------------------------------------------- configs of runs
@@ -464,12 +472,9 @@ _IGNORED = ("train.device", "train.progress", "name")
 
 def planned_config(run: PlannedRun) -> dict[str, Any]:
     """The resolved config ``dualcontrast train`` would save for ``run`` (as a dict)."""
-    from ..cli import train as train_cmd
-    from ..cli.common import data_layer, resolve_config
-    from ..cli.main import build_parser
-
-    args = build_parser().parse_args(list(run.argv or ()))
-    return resolve_config(args, train_cmd.FLAGS, base=data_layer(args.data)).to_dict()
+    if run.sources is None:
+        raise ValueError(f"{run.key}: unsupported ({run.unsupported}); no config")
+    return run.sources.resolve().to_dict()
 
 
 def config_differences(saved: dict[str, Any], planned: dict[str, Any], prefix: str = "") -> list[str]:
@@ -563,18 +568,22 @@ def existing_dir_flags(path: Path, *, force: bool = False) -> list[str]:
 
 
 def train_planned(run: PlannedRun, *, force: bool = False, budget: str = "") -> dict[str, Any]:
-    """Train and evaluate one run through the ``dualcontrast train`` command; returns its sidecar.
+    """Train and evaluate one run as ``dualcontrast train`` does (:func:`~dualcontrast.workflow.train_run`);
+    returns its sidecar.
 
     An existing run directory is continued from its checkpoint (``--resume``) or, without one
     or with ``force``, replaced (``--overwrite``, which removes only the files a run writes).
     A failure is recorded in the sidecar (status ``failed``, the error) and not raised, so the
     rest of the suite goes on; KeyboardInterrupt stops everything.
     """
-    from ..cli.main import build_parser
+    from ..config import load_yaml
+    from ..workflow import train_run
 
-    if run.argv is None:
+    if run.argv is None or run.sources is None:
         raise ValueError(f"{run.key}: unsupported ({run.unsupported}); nothing to train")
-    argv = [*run.argv, *existing_dir_flags(run.path, force=force)]
+    flags = existing_dir_flags(run.path, force=force)
+    mode = flags[0].removeprefix("--") if flags else None
+    argv = [*run.argv, *flags]
     device = _resolved_device(argv)
     doc: dict[str, Any] = {
         "run": run.key,
@@ -586,9 +595,10 @@ def train_planned(run: PlannedRun, *, force: bool = False, budget: str = "") -> 
     }
     t0, cpu0 = time.perf_counter(), time.process_time()
     try:
-        args = build_parser().parse_args(argv)
-        args.argv = argv
-        args.func(args)
+        base = load_yaml(run.path / "config.yaml") if mode == "resume" else None
+        cfg = run.sources.resolve(base)
+        train_run(cfg, run.path, resume=mode == "resume", overwrite=mode == "overwrite",
+                  command=["dualcontrast", *argv])  # fmt: skip
         doc["status"] = "done" if run.done else "failed"
         if not run.done:
             doc["error"] = "training finished without metrics.json"

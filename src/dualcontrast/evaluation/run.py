@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -97,9 +98,9 @@ def evaluate_run(
     figures: bool = True,
 ) -> dict[str, Any]:
     """Embed train and test, score, and draw; everything lands in the run directory."""
-    arrays = embed_splits(
-        model, splits, batch_size=cfg.eval.batch_size, device=device, progress=cfg.train.progress
-    )
+    # Bars only on a terminal (as the trainer's): redirected, their refreshes would fill the file.
+    progress = cfg.train.progress and sys.stderr.isatty()
+    arrays = embed_splits(model, splits, batch_size=cfg.eval.batch_size, device=device, progress=progress)
     save_embeddings(run.embeddings, arrays)
     doc = write_metrics(run, compute_metrics(arrays, cfg), cfg=cfg, splits=splits, epoch=epoch)
     if figures and cfg.eval.figures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -263,7 +264,9 @@ class Trainer:
     def fit(self) -> TrainState:
         st = self.state
         cfg = self.cfg.train
-        show = cfg.progress and self.is_main
+        # Bars only on a terminal: redirected to a file, their refreshes would fill it; there the
+        # log line of each epoch says how far the run is.
+        show = cfg.progress and self.is_main and sys.stderr.isatty()
         epochs = tqdm(
             range(st.epoch, cfg.epochs),
             desc="epochs",
@@ -300,7 +303,10 @@ class Trainer:
             if self.is_main:
                 self._log(epoch + 1, seconds, lr, means)
                 atomic_save(st.checkpoint(rng_ranks), self.run.last_checkpoint)
-            epochs.set_postfix(loss=f"{means.get('loss', float('nan')):.4f}", sec=f"{seconds:.1f}")
+            loss = means.get("loss", float("nan"))
+            epochs.set_postfix(loss=f"{loss:.4f}", sec=f"{seconds:.1f}")
+            if self.is_main and not show:
+                log.info("epoch %d/%d: loss %.4f, %.1f s", epoch + 1, cfg.epochs, loss, seconds)
             if self.is_main:
                 for cb in self.callbacks:
                     cb(st)

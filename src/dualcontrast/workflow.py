@@ -1,0 +1,401 @@
+"""The workflows behind the commands: resolve a config, train a run, evaluate it, analyze it.
+
+``dualcontrast train / evaluate / analyze``, the benchmark runner, the scripts under
+``benchmarks/`` and a notebook all call these functions; the CLI only turns flags into their
+arguments. Every function takes paths that may be relative to the working directory and stores
+absolute ones, so a run directory works from anywhere afterwards.
+
+Example (a notebook)::
+
+    from dualcontrast import workflow
+
+    cfg = workflow.resolve_config(data="shapes2d", settings={"train": {"epochs": 5}})
+    result = workflow.train_run(cfg, "runs/demo")
+    print(result.metrics["scores"])
+    workflow.analyze_run("runs/demo", k=5)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import Config, build_config, load_config, load_yaml, parse_override, read_meta, save_config
+from .errors import ConfigError, RunDirError
+from .training.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+# `dualcontrast train` with neither --data nor --config: a run that shows its result in about two
+# minutes on a 2-core CPU (fewer samples per cell, fewer epochs at a higher learning rate). The
+# global defaults stay those of the paper, which the benchmarks rely on.
+FIRST_RUN: dict[str, Any] = {
+    "data": {"name": "shapes2d", "params": {"n_train_per_cell": 250, "n_test_per_cell": 50}},
+    "train": {"epochs": 10, "lr": 1e-3},
+}
+
+# What a resumed run may change: the schedule's length and how it runs, not what is trained.
+RESUME_MAY_CHANGE = (
+    "name",
+    "train.epochs",
+    "train.device",
+    "train.progress",
+    "train.eval_every",
+    "train.resident",
+    "train.amp",
+    "train.compile",
+    "eval.",
+)
+
+
+# --------------------------------------------------------------------------- configs and data
+
+
+def data_layer(spec: str | None) -> dict[str, Any]:
+    """The config layer of a ``--data`` value: a file or folder, or a built-in data set name."""
+    if spec is None:
+        return {}
+    from .data import BUILTIN_DATASETS
+
+    if not Path(spec).exists() and spec in BUILTIN_DATASETS:
+        return {"data": {"name": spec, "path": None}}
+    if not Path(spec).exists():
+        raise ConfigError(
+            f"--data {spec!r}: no such file or folder, and not a built-in data set "
+            f"({', '.join(BUILTIN_DATASETS.names())})"
+        )
+    return {"data": {"path": spec}}
+
+
+@dataclass(frozen=True)
+class ConfigSources:
+    """Where a run's config comes from, lowest priority first: defaults < ``base`` < ``data``
+    (a path or built-in name) < each file of ``config_files`` < ``settings`` (a nested layer,
+    e.g. ``{"train": {"epochs": 5}}``) < ``overrides`` (``"section.key=value"`` strings)."""
+
+    data: str | None = None
+    config_files: tuple[str | Path, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
+    overrides: tuple[str, ...] = ()
+
+    def resolve(self, base: dict[str, Any] | None = None) -> Config:
+        layers: list[dict[str, Any]] = [base or {}, data_layer(self.data)]
+        layers += [load_yaml(path) for path in self.config_files]
+        layers.append(self.settings)
+        layers += [parse_override(o) for o in self.overrides]
+        return build_config(*layers)
+
+
+def resolve_config(
+    *,
+    data: str | None = None,
+    config_files: Sequence[str | Path] = (),
+    settings: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    base: dict[str, Any] | None = None,
+) -> Config:
+    """A run's config from its sources (see :class:`ConfigSources` for the order)."""
+    return ConfigSources(data, tuple(config_files), settings or {}, tuple(overrides)).resolve(base)
+
+
+def load_splits(cfg: Config):
+    """The train/test :class:`~dualcontrast.data.base.DataSplits` a config describes."""
+    from .data import load_data
+
+    d = cfg.data
+    return load_data(
+        d.path,
+        name=d.name,
+        labels=d.labels,
+        test_fraction=d.test_fraction,
+        split_seed=d.split_seed,
+        normalize=d.normalize,
+        max_samples=d.max_samples,
+        params=d.params,
+    )
+
+
+def open_run(path: str | Path) -> tuple[RunDir, Config]:
+    """An existing run directory and its saved config."""
+    run = RunDir.open(path)
+    return run, load_config(run.config)
+
+
+def default_run_name(cfg: Config) -> Path:
+    """``runs/<data>-<model>-<time>`` under the working directory."""
+    data = Path(cfg.data.path).stem if cfg.data.path else cfg.data.name
+    return Path("runs") / f"{data}-{cfg.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def absolute_data_paths(cfg: Config) -> dict[str, str]:
+    """Make ``data.path`` and ``data.labels`` absolute in place; returns the paths as given
+    (``{"data.path": "../x.npz"}``) where they were relative, for the run's provenance."""
+    given = {}
+    for key in ("path", "labels"):
+        value = getattr(cfg.data, key)
+        if value is not None and not Path(value).is_absolute():
+            given[f"data.{key}"] = value
+            setattr(cfg.data, key, str(Path(value).resolve()))
+    return given
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key not in ("params", "encoder_options", "decoder_options"):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """``{key: (saved, new)}`` of the settings a resume changes; ConfigError for any of them
+    that would continue the checkpoint as something else (model, dimensions, data ...)."""
+    old, new = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    refused = [k for k in changes if not k.startswith(RESUME_MAY_CHANGE)]
+    if refused:
+        k = refused[0]
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ConfigError(
+            f"--resume cannot change {k} (run has {changes[k][0]!r}, now {changes[k][1]!r}){more}: the "
+            "checkpoint was trained with the run's settings; only the schedule (train.epochs ...) may "
+            "change; train a new run with another -o, or replace this one with --overwrite"
+        )
+    return changes
+
+
+# --------------------------------------------------------------------------- train
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_run` made: the run directory, the final training state (model,
+    optimizers, epochs done), the data it trained on, and metrics.json's content (None when
+    evaluation was skipped or on processes other than rank 0)."""
+
+    run: RunDir
+    state: Any
+    splits: Any
+    metrics: dict[str, Any] | None
+
+
+def train_run(
+    cfg: Config,
+    outdir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate: bool = True,
+    command: Sequence[str] | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into a run directory, then (``evaluate``) write embeddings, metrics and figures.
+
+    - new run: ``outdir`` (default :func:`default_run_name`) must not hold a run yet;
+    - ``resume``: continue ``outdir`` from its last checkpoint (from epoch 0 when it has none).
+      ``cfg`` is the run's saved config with the changes wanted; only the schedule may change
+      (:data:`RESUME_MAY_CHANGE`), and the resume is recorded in config.yaml's ``meta.resumes``;
+    - ``overwrite``: train into a temporary sibling directory that replaces ``outdir`` once it has
+      its first checkpoint (until then the old run is untouched; files of the user's own in
+      ``outdir`` are kept).
+
+    A run that fails before its first checkpoint leaves no directory behind (or the old run,
+    with ``overwrite``); after it, one that ``resume`` continues. ``command`` is recorded in
+    config.yaml (default: this process's command line). Distributed launches (torchrun) are
+    joined here; rank 0 alone writes.
+    """
+    from .training.distributed import init_distributed, shutdown
+
+    cfg = build_config(cfg.to_dict())  # a copy: paths are made absolute below
+    given = absolute_data_paths(cfg)
+    ctx = init_distributed(cfg.train.device)
+    done = False
+    try:
+        result = _train(cfg, outdir, ctx, resume=resume, overwrite=overwrite, evaluate=evaluate,
+                        command=command, given=given)  # fmt: skip
+        done = True
+    finally:
+        shutdown(ctx, synchronize=done)
+    return result
+
+
+def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
+    import sys
+
+    import torch.distributed as dist
+
+    from .evaluation.run import evaluate_run as write_evaluation
+    from .evaluation.run import periodic_eval
+    from .training import Trainer
+
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    command = list(command) if command is not None else sys.argv
+    meta: dict[str, Any] = {}
+    if resume:
+        if outdir is None:
+            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
+        final = RunDir.open(outdir)
+        changes = resume_changes(load_config(final.config), cfg)
+        meta = read_meta(final.config)
+    else:
+        final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
+        RunDir.check_new(final.root, overwrite=overwrite)
+        meta = {"data_as_given": given} if given else {}
+    # Everything that can fail on bad input happens before the run directory is touched.
+    splits = load_splits(cfg)
+    if ctx.enabled and not resume:
+        # A default name holds the time: every rank must use rank 0's.
+        name = [str(final.root)]
+        dist.broadcast_object_list(name, src=0)
+        final = RunDir(Path(name[0]))
+    current = {"run": final}  # where the run is: a staging directory until it replaces the old one
+    trainer = Trainer(
+        cfg, final, splits, ctx.device, rank=ctx.rank, world_size=ctx.world_size,
+        callbacks=[lambda st: periodic_eval(current["run"], cfg, splits, ctx.device)(st)],
+    )  # fmt: skip
+    # The model and data are valid: only now is a directory made.
+    replacing = overwrite and final.root.is_dir() and any(final.root.iterdir())
+    staging = final.staging() if replacing and ctx.is_main else None
+    if staging is not None:
+        current["run"] = trainer.run = RunDir(staging)
+    target = current["run"]
+    created = False
+    if not resume:
+        if ctx.is_main:
+            created = not final.root.exists()
+            RunDir.create(target.root, overwrite=overwrite and not replacing)
+        if ctx.enabled:
+            dist.barrier()
+    if staging is not None:
+        # Runs before periodic evaluation: from the first checkpoint on, the run is at its place.
+        def replace_old(st) -> None:
+            if current["run"].root != final.root:
+                final.replace_with(current["run"].root)
+                current["run"] = trainer.run = final
+
+        trainer.callbacks.insert(0, replace_old)
+    try:
+        start = 0
+        if resume and final.last_checkpoint.exists():
+            trainer.resume()
+            start = trainer.state.epoch
+        elif resume:
+            log.warning("%s has no checkpoint yet: training it from epoch 0", final.root)
+        if ctx.is_main:
+            if resume:
+                entry = {"command": " ".join(command), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                         "from_epoch": start, "changes": {k: list(v) for k, v in changes.items()}}  # fmt: skip
+                meta["resumes"] = [*meta.get("resumes", []), entry]
+            save_config(cfg, target.config, command=command if not resume else None, meta=meta)
+        log.info(
+            "training %s on %s (%d train / %d test) on %s%s -> %s",
+            cfg.model.name, splits.train.source, len(splits.train), len(splits.test), ctx.device,
+            f" (process {ctx.rank} of {ctx.world_size})" if ctx.enabled else "", final.root,
+        )  # fmt: skip
+        state = trainer.fit()
+    except BaseException:
+        if ctx.is_main and not resume and not current["run"].last_checkpoint.exists():
+            _discard(current["run"], staging is not None or created)
+        raise
+    run = current["run"]
+    doc = None
+    if evaluate and ctx.is_main:
+        doc = write_evaluation(run, cfg, state.model, splits, ctx.device, epoch=state.epoch)
+    return TrainResult(run, state, splits, doc)
+
+
+def _discard(run: RunDir, whole: bool) -> None:
+    """Remove what a run that never reached its first checkpoint wrote."""
+    if whole:
+        import shutil
+
+        shutil.rmtree(run.root, ignore_errors=True)
+        log.warning("run failed before its first checkpoint; %s removed", run.root)
+    else:
+        run.remove_outputs()
+        log.warning("run failed before its first checkpoint; its files in %s were removed", run.root)
+
+
+# --------------------------------------------------------------------------- evaluate / analyze
+
+
+def evaluate_run(path: str | Path, *, device: str | None = None, figures: bool = True) -> dict[str, Any]:
+    """Score a trained run (finished or interrupted: its last checkpoint) into its directory:
+    embeddings.npz, metrics.json and (``figures``) figures/. Returns metrics.json's content.
+    ``device``: default the run's ``train.device``."""
+    from .evaluation.run import evaluate_run as write_evaluation
+    from .training import load_trained_model, resolve_device
+
+    run, cfg = open_run(path)
+    dev = resolve_device(device or cfg.train.device)
+    splits = load_splits(cfg)
+    model, ckpt = load_trained_model(run, cfg, dev)
+    return write_evaluation(run, cfg, model, splits, dev, epoch=int(ckpt["epoch"]), figures=figures)
+
+
+def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) -> dict[str, Any]:
+    """Cluster, average and export a trained run into RUN/analysis/; returns analysis.json's content.
+
+    ``options`` are the fields of :class:`dualcontrast.analysis.pipeline.AnalyzeOptions`
+    (``k``, ``k_max``, ``k_z``, ``projection``, ``average``, ``export`` ...); ``device``:
+    default the run's ``train.device``.
+    """
+    from .analysis.pipeline import AnalyzeOptions, device_for, run_truth_and_ctf
+    from .analysis.pipeline import analyze_run as write_analysis
+    from .training import load_trained_model
+
+    run, cfg = open_run(path)
+    dev = device_for(cfg, device)
+    splits = load_splits(cfg)
+    model, _ = load_trained_model(run, cfg, dev)
+    truth, ctf, voxel_size = run_truth_and_ctf(cfg)
+    opts = AnalyzeOptions(**{**options, "device": str(dev)})
+    return write_analysis(run, cfg, model, splits, opts, truth=truth, ctf=ctf, voxel_size=voxel_size)
+
+
+# --------------------------------------------------------------------------- the summary
+
+
+_SCORE_WORDS = {
+    "d_c_c": ("content code predicts the content class", "higher is better"),
+    "d_c_z": ("transformation code predicts the content class", "lower is better"),
+    "d_z_z": ("transformation code predicts the transformation", "higher is better"),
+    "d_z_c": ("content code predicts the transformation", "lower is better"),
+    "sap_c": ("one content dimension alone separates the classes (SAP)", "higher is better"),
+    "sap_z": ("one transformation dimension alone separates the transformations (SAP)", "higher is better"),
+    "ari_c": ("clusters of the content code match the classes (ARI)", "higher is better"),
+}
+
+
+def describe_scores(scores: dict[str, Any]) -> list[str]:
+    """metrics.json's scores in words, one line each (the global scores; per-class ones omitted)."""
+    lines = []
+    for key, (words, better) in _SCORE_WORDS.items():
+        value = scores.get(key)
+        if isinstance(value, (int, float)):
+            lines.append(f"{words}: {value:.2f} ({better})")
+    return lines
+
+
+def run_summary(run: RunDir, metrics: dict[str, Any] | None) -> str:
+    """What a finished run shows a user: its metrics in words, its files and the next commands."""
+    lines = [f"run {run.root} finished"]
+    if metrics is not None:
+        lines += ["  " + s for s in describe_scores(metrics["scores"])] or ["  no labels to score"]
+    written = [p for p in (run.config, run.last_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics)
+               if p.exists()]  # fmt: skip
+    written += sorted(run.figures.glob("*.png")) if run.figures.is_dir() else []
+    lines.append("  wrote: " + ", ".join(str(p.relative_to(run.root)) for p in written))
+    lines += [
+        "  next:",
+        f"    dualcontrast evaluate {run.root}      # re-score (e.g. after --resume)",
+        f"    dualcontrast analyze {run.root}       # clusters, averages, exports",
+        f"    open {run.root / 'report.html'}",
+    ]
+    return "\n".join(lines)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, build_config, load_config, load_yaml, parse_override, read_meta, save_config
-from .errors import ConfigError, RunDirError
+from .errors import ConfigError
 from .training.rundir import RunDir
 
 log = logging.getLogger(__name__)

@@ -156,6 +156,8 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def resume_changes(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, new)}`` of the settings a resume changes; ConfigError for any of them
     that would continue the checkpoint as something else (model, dimensions, data ...)."""
+    saved = build_config(saved.to_dict())
+    absolute_data_paths(saved)  # runs saved before paths were stored absolute: as the caller gives them
     old, new = _flat(saved.to_dict()), _flat(cfg.to_dict())
     changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
     refused = [k for k in changes if not k.startswith(RESUME_MAY_CHANGE)]

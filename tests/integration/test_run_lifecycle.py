@@ -162,3 +162,22 @@ def test_summary_says_the_metrics_in_words_and_what_to_do_next(stack_run, caplog
     assert "(lower is better)" in err and "wrote: config.yaml, checkpoints/last.pt" in err
     assert f"dualcontrast analyze {stack_run}" in err and str(stack_run / "report.html") in err
     assert json.loads((stack_run / "metrics.json").read_text())["epoch"] == 2
+
+
+def test_no_argument_run_is_the_quick_preset_and_data_flags_keep_the_defaults(monkeypatch, tmp_path):
+    import dualcontrast.workflow as workflow
+    from dualcontrast.config import Config
+
+    seen = []
+
+    def record(cfg, outdir, **kwargs):
+        seen.append(cfg)
+        return workflow.TrainResult(None, None, None, None)
+
+    monkeypatch.setattr(workflow, "train_run", record)
+    assert main(["train"]) == 0
+    assert main(["train", "--data", "shapes2d"]) == 0
+    quick, plain = seen
+    assert quick.train.epochs == workflow.FIRST_RUN["train"]["epochs"]
+    assert quick.data.params == workflow.FIRST_RUN["data"]["params"]
+    assert plain.train == Config().train and plain.data.params == {}  # what the benchmarks use

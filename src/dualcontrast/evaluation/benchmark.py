@@ -472,9 +472,13 @@ _IGNORED = ("train.device", "train.progress", "name")
 
 def planned_config(run: PlannedRun) -> dict[str, Any]:
     """The resolved config ``dualcontrast train`` would save for ``run`` (as a dict)."""
+    from ..workflow import absolute_data_paths
+
     if run.sources is None:
         raise ValueError(f"{run.key}: unsupported ({run.unsupported}); no config")
-    return run.sources.resolve().to_dict()
+    cfg = run.sources.resolve()
+    absolute_data_paths(cfg)  # as train_run stores them
+    return cfg.to_dict()
 
 
 def config_differences(saved: dict[str, Any], planned: dict[str, Any], prefix: str = "") -> list[str]:
@@ -519,8 +523,11 @@ def check_existing(run: PlannedRun) -> list[str]:
     config = run.path / "config.yaml"
     if run.argv is None or not config.exists():
         return []
-    saved = build_config(load_yaml(config)).to_dict()
-    return config_differences(saved, planned_config(run))
+    from ..workflow import absolute_data_paths
+
+    saved = build_config(load_yaml(config))
+    absolute_data_paths(saved)  # runs saved before data paths were stored absolute
+    return config_differences(saved.to_dict(), planned_config(run))
 
 
 # --------------------------------------------------------------------------- running

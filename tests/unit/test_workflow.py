@@ -1,0 +1,65 @@
+"""dualcontrast.workflow without training: config sources and their order, absolute data paths,
+what a resume may change, and the summary in words."""
+
+import pytest
+
+from dualcontrast.config import Config
+from dualcontrast.errors import ConfigError
+from dualcontrast.workflow import (
+    ConfigSources,
+    absolute_data_paths,
+    describe_scores,
+    resolve_config,
+    resume_changes,
+)
+
+
+def test_sources_apply_in_order(tmp_path):
+    layer = tmp_path / "a.yaml"
+    layer.write_text("train:\n  epochs: 3\n  lr: 0.5\n  seed: 4\n")
+    cfg = resolve_config(
+        data="shapes2d",
+        config_files=[layer],
+        settings={"train": {"lr": 0.25, "seed": 5}},
+        overrides=["train.seed=6"],
+        base={"train": {"epochs": 1, "batch_size": 7}, "data": {"name": "phantoms3d"}},
+    )
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.train.lr, cfg.train.seed) == (7, 3, 0.25, 6)
+    assert cfg.data.name == "shapes2d"  # --data above the base (a resumed run's config)
+    assert ConfigSources(overrides=("train.seed=6",)).resolve().train.seed == 6
+
+
+def test_relative_data_paths_become_absolute_and_are_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = Config()
+    cfg.data.path, cfg.data.labels = "x.npz", str(tmp_path / "labels.npy")
+    assert absolute_data_paths(cfg) == {"data.path": "x.npz"}
+    assert cfg.data.path == str(tmp_path / "x.npz")
+
+
+def test_resume_may_extend_the_schedule_only():
+    saved = Config()
+    longer = Config()
+    longer.train.epochs, longer.eval.projection, longer.train.device = 40, "pca", "cpu"
+    assert resume_changes(saved, longer) == {
+        "eval.projection": ("auto", "pca"),
+        "train.device": ("auto", "cpu"),
+        "train.epochs": (20, 40),
+    }
+    for section, key, value in [("train", "lr", 1.0), ("loss", "gamma_c", 2.0), ("model", "arch", "conv")]:
+        changed = Config()
+        setattr(getattr(changed, section), key, value)
+        with pytest.raises(ConfigError, match=rf"cannot change {section}\.{key}"):
+            resume_changes(saved, changed)
+    other = Config()
+    other.model.params = {"hidden": 3}
+    with pytest.raises(ConfigError, match=r"model\.params"):
+        resume_changes(saved, other)
+
+
+def test_scores_in_words():
+    lines = describe_scores({"d_c_c": 0.951, "d_c_z": 0.21, "within_content": {"0": {"d_z_z": 1.0}}})
+    assert lines == [
+        "content code predicts the content class: 0.95 (higher is better)",
+        "transformation code predicts the content class: 0.21 (lower is better)",
+    ]

@@ -90,6 +90,7 @@ def test_embed_gives_the_same_codes_for_every_layout_and_a_path(fitted, images, 
         np.testing.assert_allclose(c2, c, atol=1e-5)
         np.testing.assert_allclose(z2, z, atol=1e-5)
     c3, z3, c_logvar, z_logvar = run.embed(x[:7], logvar=True)
+    np.testing.assert_allclose(z3, z[:7], atol=1e-5)
     assert c_logvar.shape == (7, 4) and z_logvar.shape == (7, 3)
     np.testing.assert_allclose(c3, c[:7], atol=1e-5)
 

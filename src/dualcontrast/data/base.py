@@ -14,6 +14,7 @@ Ground-truth factor names used by metrics and analysis:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -45,7 +46,11 @@ class Dataset:
     """Samples plus ground-truth factors; the unit every loader returns.
 
     Attributes:
-        x: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` array-like (float; may be lazy).
+        x: ``(N, C, H, W)`` or ``(N, C, D, H, W)`` array-like (float; may be lazy). An
+            in-memory array in any other layout or dtype a data file may hold (``(N, H, W)``,
+            channels-last, cubic ``(N, D, D, D)``, uint8 ...) is converted by the rules of
+            the file loaders (:func:`~dualcontrast.data.images.load_npy`) and checked for
+            NaN/Inf; a float32 array already in the layout is kept as it is (no copy).
         factors: name -> ``(N,)`` array of per-sample ground truth (may be empty).
         source: where the data came from (a path, or ``builtin:<name>``), used in messages.
         normalize: ``"none"`` or ``"per_sample"`` (zero mean, unit std per sample, applied
@@ -60,6 +65,8 @@ class Dataset:
     ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.x, np.ndarray) and not isinstance(self.x, np.memmap) and not _is_samples(self.x):
+            self.x = _samples_in_memory(self.x, self.source)
         shape = tuple(self.x.shape)
         if len(shape) not in (4, 5):
             raise DataError(
@@ -202,3 +209,93 @@ def check_finite(x: np.ndarray, source: str, chunk: int = 4096) -> None:
             if bad.any():
                 i = start + int(np.argmax(bad))
                 raise DataError(source, f"sample {i} contains NaN or Inf values")
+
+
+# --------------------------------------------------------------------------- layouts
+
+
+def _to_float(block: np.ndarray) -> np.ndarray:
+    """Pixel values as float32: uint8 / 255, uint16 / 65535, bool -> 0/1, others cast."""
+    if block.dtype.kind == "u" and block.dtype.itemsize <= 2:
+        return block.astype(np.float32) / np.float32(np.iinfo(block.dtype).max)
+    return block.astype(np.float32)
+
+
+def _check_numeric(dtype: np.dtype, where: str) -> None:
+    if dtype.kind not in "biuf":
+        raise DataError(where, f"holds {dtype} values; expected numbers (integers or floats)")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a raw stack maps onto ``(N, C, H, W)`` / ``(N, C, D, H, W)``.
+
+    ``convert`` turns a block of raw rows (leading sample axis kept) into that layout.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    convert: Callable[[np.ndarray], np.ndarray]
+
+
+def _add_channel(block: np.ndarray) -> np.ndarray:
+    return block[:, None]
+
+
+def _keep(block: np.ndarray) -> np.ndarray:
+    return block
+
+
+def _channels_last_to_first(block: np.ndarray) -> np.ndarray:
+    # RGBA: the alpha channel says how a picture is composited, not what it shows.
+    if block.shape[-1] == 4:
+        block = block[..., :3]
+    return np.moveaxis(block, -1, 1)
+
+
+def _layout(shape: tuple[int, ...], where: str) -> _Layout:
+    """The layout of a raw stack of ``shape``; the rules of :func:`load_npy`, in order."""
+    n = shape[0] if shape else 0
+    if len(shape) == 3:
+        return _Layout("grey images (N, H, W)", (n, 1, *shape[1:]), _add_channel)
+    if len(shape) == 4:
+        _, a, b, c = shape
+        last = c in (1, 3, 4)
+        first = a in (1, 3)
+        if last and first:
+            raise DataError(
+                where,
+                f"cannot tell whether shape {shape} is channels-first (N, C, H, W) or channels-last "
+                "(N, H, W, C); save it channels-first with a height and width other than 1, 3 or 4",
+            )
+        if last:
+            return _Layout("channels-last images (N, H, W, C)", (n, min(c, 3), a, b), _channels_last_to_first)
+        if first:
+            return _Layout("channels-first images (N, C, H, W)", shape, _keep)
+        if a == b == c and a > 4:
+            return _Layout("volumes (N, D, H, W)", (n, 1, a, b, c), _add_channel)
+    if len(shape) == 5 and shape[1] == 1 and shape[2] == shape[3] == shape[4]:
+        return _Layout("volumes (N, 1, D, H, W)", shape, _keep)
+    raise DataError(
+        where,
+        f"array of shape {shape} is not an image or volume stack; expected (N, H, W), "
+        "(N, H, W, C) with C in 1/3/4, (N, C, H, W) with C in 1/3, cubic (N, D, D, D) "
+        "or (N, 1, D, D, D)",
+    )
+
+
+def _is_samples(x: np.ndarray) -> bool:
+    """Whether ``x`` already is a float32 ``(N, C, H, W)`` (C 1/3) or ``(N, 1, D, D, D)`` stack."""
+    s = x.shape
+    return x.dtype == np.float32 and (
+        (len(s) == 4 and s[1] in (1, 3)) or (len(s) == 5 and s[1] == 1 and s[2] == s[3] == s[4])
+    )
+
+
+def _samples_in_memory(raw: np.ndarray, where: str) -> np.ndarray:
+    """A raw image/volume array as a checked, C-contiguous float32 sample stack."""
+    _check_numeric(raw.dtype, where)
+    layout = _layout(tuple(raw.shape), where)
+    x = np.ascontiguousarray(_to_float(layout.convert(raw)))
+    check_finite(x, where)
+    return x

@@ -18,7 +18,6 @@ import gzip
 import logging
 import re
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,17 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import DataError
-from .base import CONTENT, TRANSFORM, Dataset, DataSplits, check_finite
+from .base import (
+    CONTENT,
+    TRANSFORM,
+    Dataset,
+    DataSplits,
+    _check_numeric,
+    _Layout,
+    _layout,
+    _samples_in_memory,
+    _to_float,
+)
 from .loading import _IMAGE_SUFFIXES
 
 logger = logging.getLogger(__name__)
@@ -42,88 +51,6 @@ _NPZ_TRANSFORM_KEY = "transform"
 
 # PIL modes holding one intensity channel (alpha in "LA" is dropped).
 _GREY_MODES = {"1", "L", "LA", "I", "F"}
-
-
-# --------------------------------------------------------------------------- conversion
-
-
-def _to_float(block: np.ndarray) -> np.ndarray:
-    """Pixel values as float32: uint8 / 255, uint16 / 65535, bool -> 0/1, others cast."""
-    if block.dtype.kind == "u" and block.dtype.itemsize <= 2:
-        return block.astype(np.float32) / np.float32(np.iinfo(block.dtype).max)
-    return block.astype(np.float32)
-
-
-def _check_numeric(dtype: np.dtype, where: str) -> None:
-    if dtype.kind not in "biuf":
-        raise DataError(where, f"holds {dtype} values; expected numbers (integers or floats)")
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """How a raw stack maps onto ``(N, C, H, W)`` / ``(N, C, D, H, W)``.
-
-    ``convert`` turns a block of raw rows (leading sample axis kept) into that layout.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    convert: Callable[[np.ndarray], np.ndarray]
-
-
-def _add_channel(block: np.ndarray) -> np.ndarray:
-    return block[:, None]
-
-
-def _keep(block: np.ndarray) -> np.ndarray:
-    return block
-
-
-def _channels_last_to_first(block: np.ndarray) -> np.ndarray:
-    # RGBA: the alpha channel says how a picture is composited, not what it shows.
-    if block.shape[-1] == 4:
-        block = block[..., :3]
-    return np.moveaxis(block, -1, 1)
-
-
-def _layout(shape: tuple[int, ...], where: str) -> _Layout:
-    """The layout of a raw stack of ``shape``; the rules of :func:`load_npy`, in order."""
-    n = shape[0] if shape else 0
-    if len(shape) == 3:
-        return _Layout("grey images (N, H, W)", (n, 1, *shape[1:]), _add_channel)
-    if len(shape) == 4:
-        _, a, b, c = shape
-        last = c in (1, 3, 4)
-        first = a in (1, 3)
-        if last and first:
-            raise DataError(
-                where,
-                f"cannot tell whether shape {shape} is channels-first (N, C, H, W) or channels-last "
-                "(N, H, W, C); save it channels-first with a height and width other than 1, 3 or 4",
-            )
-        if last:
-            return _Layout("channels-last images (N, H, W, C)", (n, min(c, 3), a, b), _channels_last_to_first)
-        if first:
-            return _Layout("channels-first images (N, C, H, W)", shape, _keep)
-        if a == b == c and a > 4:
-            return _Layout("volumes (N, D, H, W)", (n, 1, a, b, c), _add_channel)
-    if len(shape) == 5 and shape[1] == 1 and shape[2] == shape[3] == shape[4]:
-        return _Layout("volumes (N, 1, D, H, W)", shape, _keep)
-    raise DataError(
-        where,
-        f"array of shape {shape} is not an image or volume stack; expected (N, H, W), "
-        "(N, H, W, C) with C in 1/3/4, (N, C, H, W) with C in 1/3, cubic (N, D, D, D) "
-        "or (N, 1, D, D, D)",
-    )
-
-
-def _samples_in_memory(raw: np.ndarray, where: str) -> np.ndarray:
-    """A raw image/volume array as a checked, C-contiguous float32 sample stack."""
-    _check_numeric(raw.dtype, where)
-    layout = _layout(tuple(raw.shape), where)
-    x = np.ascontiguousarray(_to_float(layout.convert(raw)))
-    check_finite(x, where)
-    return x
 
 
 class _LazyStack:

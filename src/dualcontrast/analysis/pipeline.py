@@ -128,7 +128,7 @@ def analyze_run(
     if data.spatial_dims == 3 and opts.average:
         doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size)
         if truth is not None:
-            fsc_figure(doc["structures"], figs / "fsc.png")
+            fsc_figure(doc["structures"], figs / "fsc.png", voxel_size=voxel_size)
             aucs = [s["truth"]["auc_fsc"] for s in doc["structures"].values() if "truth" in s]
             doc["auc_fsc_summary"] = {"mean": float(np.mean(aucs)), "min": float(np.min(aucs))}
     elif data.spatial_dims != 3:
@@ -178,6 +178,7 @@ def _structures(
             out / "averages" / f"{name}.png",
             title=f"{name}: {len(aligned_rows)} of {len(rows)} particles",
             overwrite=True,
+            voxel_size=voxel_size,
         )
         entry: dict[str, Any] = {
             "n_particles": len(rows),

@@ -209,10 +209,11 @@ def _projection(samples: dict[str, np.ndarray], code: str, method: str, seed: in
     points, used = project_2d(x[keep], method, seed)
     factors = {k: v[keep] for k, v in samples.items() if k not in CODE_KEYS and len(v) == len(x)}
     ids = samples["ids"][keep] if "ids" in samples else keep
-    columns = ["id", *factors]
-    custom = [[str(i), *(str(v[j]) for v in factors.values())] for j, i in enumerate(ids)]
-    # Cluster and truth first in the colour menu: that is what a user looks for.
-    order = sorted(factors, key=lambda k: (not k.endswith("cluster"), k not in ("content", "transform"), k))
+    # Clusters and truth first (menu, hover, CSV): that is what a user looks for.
+    first = ("content_cluster", "conformation_cluster", "content", "transform")
+    order = sorted(factors, key=lambda k: (first.index(k) if k in first else len(first), k))
+    columns = ["id", *order]
+    custom = [[str(i), *(str(factors[k][j]) for k in order)] for j, i in enumerate(ids)]
     palette = qualitative.Plotly + qualitative.Light24
     markers, menu = [], []
     for name in order:

@@ -146,3 +146,39 @@ def test_screenshot_is_not_blank(analysed, tmp_path):
     image = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert image.shape == (3000, 1400)
     assert image.std() > 20 and len(np.unique(image)) > 100  # text, plots and images, not a white page
+
+
+# Drives the page as a user would: a lasso selection of three points (plotly's own event), the
+# download button (the CSV captured where the browser would save it), a colour-menu entry.
+_DRIVER = """<script>
+window.addEventListener('load', () => setTimeout(() => {
+  const gd = document.getElementById('projection-c');
+  const blobUrl = URL.createObjectURL;
+  URL.createObjectURL = (b) => { b.text().then((t) => document.body.dataset.csv = t); return blobUrl(b); };
+  gd.emit('plotly_selected', {points: [0, 5, 9].map((i) => ({customdata: gd.data[0].customdata[i]}))});
+  document.body.dataset.count = document.getElementById('projection-c-count').textContent;
+  document.getElementById('projection-c-download').click();
+  Plotly.restyle(gd, gd.layout.updatemenus[0].buttons[1].args[0]);
+  document.body.dataset.menu = gd.layout.updatemenus[0].buttons.map((b) => b.label).join('|');
+  document.body.dataset.colour = String(gd.data[0].marker.color[0]);
+}, 200));
+</script></body>"""
+
+
+@needs_chromium
+def test_lasso_selection_downloads_the_selected_ids(analysed, tmp_path):
+    import html
+
+    page = tmp_path / "driven.html"
+    page.write_text(_page(analysed).replace("</body>", _DRIVER), encoding="utf-8")
+    result = _chromium(tmp_path, page, "--virtual-time-budget=5000", "--dump-dom")
+    body = re.search(r"<body([^>]*)>", result.stdout).group(1)
+    attrs = {k: html.unescape(v) for k, v in re.findall(r'data-(\w+)="([^"]*)"', body)}
+    assert attrs["count"] == "3 samples selected"
+    lines = attrs["csv"].strip().splitlines()
+    assert lines[0] == "id,content_cluster,conformation_cluster,content"
+    codes = np.load(analysed / "analysis" / "codes.npz")
+    keep = np.sort(np.random.default_rng(0).permutation(len(codes["ids"]))[:2000])
+    assert [line.split(",")[0] for line in lines[1:]] == [str(codes["ids"][keep][i]) for i in (0, 5, 9)]
+    assert attrs["menu"].split("|")[:2] == ["colour by content_cluster", "colour by conformation_cluster"]
+    assert attrs["colour"].startswith("#")

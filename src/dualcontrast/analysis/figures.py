@@ -151,6 +151,7 @@ def loss_curves(log_csv: str | Path, path: str | Path) -> None:
         ax.plot(epochs, values, marker="o", ms=2)
         ax.set_title(term, fontsize=9)
         ax.set_xlabel("epoch", fontsize=8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         if np.nanmin(values) > 0:
             ax.set_yscale("log")
     for ax in axes.ravel()[len(terms) :]:

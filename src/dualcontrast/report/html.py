@@ -30,7 +30,7 @@ CODE_KEYS = ("c_mu", "c_logvar", "z_mu", "z_logvar", "ids")
 METRIC_TEXT = {
     "d_c_c": "content code c predicts the content class (accuracy; higher is better)",
     "d_c_z": "transformation code z predicts the content class (accuracy; lower is better: z should not know the content)",
-    "sap_c": "separation for content: D(c|c) - D(c|z) (higher is better)",
+    "sap_c": "separation for content: |D(c|c) - D(c|z)| (higher is better)",
     "d_z_z": "transformation code z predicts the transformation class (accuracy; higher is better)",
     "d_z_c": "content code c predicts the transformation class (accuracy; lower is better: c should not know the transformation)",
     "sap_z": "separation for transformation: |D(z|z) - D(z|c)| (higher is better)",

@@ -220,13 +220,10 @@ def projection_figure(
     title: str,
     method: str = "auto",
     seed: int = 0,
-    points: np.ndarray | None = None,
 ) -> str:
-    """Scatter of a 2D projection of ``codes`` (or of given ``points``), one panel coloured by each
-    factor, panels in a grid of at most three columns."""
-    used = "given"
-    if points is None:
-        points, used = project_2d(codes, method, seed)
+    """Scatter of a 2D projection of ``codes``, one panel coloured by each factor, panels in a grid
+    of at most three columns."""
+    points, used = project_2d(codes, method, seed)
     panels = list(factors.items()) or [("samples", np.zeros(len(codes), dtype=int))]
     ncol = min(3, len(panels))
     nrow = int(np.ceil(len(panels) / ncol))

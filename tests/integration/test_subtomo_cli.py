@@ -63,3 +63,7 @@ def test_train_and_analyze_subtomograms(tmp_path):
         star = starfile.read(run / "analysis" / "star" / f"{name}.star")
         assert len(star["particles"]) == entry["n_particles"]
     assert "mean" in doc["auc_fsc_summary"]
+    # analyze refreshes the report with the FSC and the ChimeraX file that opens every average.
+    cxc = (run / "analysis" / "chimerax.cxc").read_text()
+    assert all(f"averages/{name}.mrc" in cxc for name in structures)
+    assert 'id="fsc"' in (run / "report.html").read_text() and cxc in (run / "report.html").read_text()

@@ -607,13 +607,15 @@ def write_mrc(path: str | Path, volume: np.ndarray, voxel_size: float = 1.0, ove
 
 
 def save_central_slices(
-    volume: np.ndarray, path: str | Path, title: str | None = None, overwrite: bool = False
+    volume: np.ndarray,
+    path: str | Path,
+    title: str | None = None,
+    overwrite: bool = False,
+    voxel_size: float | None = None,
 ) -> Path:
-    """Figure of the three central orthogonal slices (XY at z = centre, XZ, YZ) of ``(n, n, n)``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Figure of the three central orthogonal slices (XY at z = centre, XZ, YZ) of ``(n, n, n)``,
+    with a scale bar when ``voxel_size`` (nm) is given."""
+    from .figures import add_scale_bar, plt, save_figure
 
     p = Path(path)
     if p.exists() and not overwrite:
@@ -622,15 +624,15 @@ def save_central_slices(
     c = v.shape[0] // 2
     slices = {"XY (z = centre)": v[c], "XZ (y = centre)": v[:, c], "YZ (x = centre)": v[:, :, c]}
     lo, hi = float(v.min()), float(v.max())
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.6), layout="constrained")
     for ax, (name, image) in zip(axes, slices.items(), strict=True):
         ax.imshow(image, cmap="gray", origin="lower", vmin=lo, vmax=hi)
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
+    if voxel_size is not None:
+        add_scale_bar(axes[0], v.shape[-1], voxel_size)
+    heading = f"central slices of a {v.shape[0]}\u00b3 map"
+    fig.suptitle(f"{title}: {heading}" if title else heading, fontsize=10)
+    save_figure(fig, p, dpi=100)
     return p

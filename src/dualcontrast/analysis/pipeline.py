@@ -28,7 +28,9 @@ from ..config import Config
 from ..data.base import CONTENT, TRANSFORM, DataSplits
 from ..evaluation.embed import embed
 from ..models.base import DisentanglementModel
+from ..report import write_report
 from ..training.rundir import RunDir
+from .chimerax import write_chimerax_script
 from .clustering import ari, cluster_within, gmm_cluster
 from .figures import projection_figure
 from .structures import TruthMaps, all_samples, compare_to_truth, fsc_figure, save_json, write_cluster_stack
@@ -127,13 +129,15 @@ def analyze_run(
 
     if data.spatial_dims == 3 and opts.average:
         doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size)
+        write_chimerax_script(out, labels)
         if truth is not None:
-            fsc_figure(doc["structures"], figs / "fsc.png")
+            fsc_figure(doc["structures"], figs / "fsc.png", voxel_size=voxel_size)
             aucs = [s["truth"]["auc_fsc"] for s in doc["structures"].values() if "truth" in s]
             doc["auc_fsc_summary"] = {"mean": float(np.mean(aucs)), "min": float(np.min(aucs))}
     elif data.spatial_dims != 3:
         doc["structures"] = "averaging is done for 3D volumes only"
     save_json(out / "analysis.json", doc)
+    write_report(run.root, projection=opts.projection)
     return doc
 
 
@@ -178,6 +182,7 @@ def _structures(
             out / "averages" / f"{name}.png",
             title=f"{name}: {len(aligned_rows)} of {len(rows)} particles",
             overwrite=True,
+            voxel_size=voxel_size,
         )
         entry: dict[str, Any] = {
             "n_particles": len(rows),

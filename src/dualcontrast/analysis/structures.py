@@ -115,25 +115,34 @@ def write_cluster_stack(
         mrc.voxel_size = voxel_size * 10.0  # a 4D array is written as a volume stack (ispg 401)
 
 
-def fsc_figure(results: dict[str, dict[str, Any]], path: Path) -> None:
-    import matplotlib
+def fsc_figure(results: dict[str, dict[str, Any]], path: Path, voxel_size: float = 1.0) -> None:
+    """FSC of each cluster average against its best-matching ground-truth map, against spatial
+    frequency in 1/\u00c5 (bottom) and resolution in \u00c5 (top); ``voxel_size`` in nm."""
+    from .figures import plt, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4))
+    nyquist = 1.0 / (2.0 * voxel_size * 10.0)  # in 1/A
+    fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")
     for name, r in results.items():
         if "truth" in r:
             t = r["truth"]
-            ax.plot(t["freq"], t["fsc"], label=f"{name} vs {t['best_match']} (AUC {t['auc_fsc']:.2f})")
+            freq = np.asarray(t["freq"]) * nyquist
+            ax.plot(freq, t["fsc"], label=f"{name} vs {t['best_match']} (AUC {t['auc_fsc']:.2f}, "
+                    f"FSC=0.5 at {t['resolution_fsc05'] * 10:.0f} \u00c5)")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("spatial frequency (fraction of Nyquist)")
+    ax.set_xlim(0, nyquist)
+    ax.set_xlabel("spatial frequency (1/\u00c5)")
     ax.set_ylabel("FSC")
     ax.set_ylim(-0.1, 1.02)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    top = ax.secondary_xaxis(
+        "top", functions=(lambda f: 1.0 / np.maximum(f, 1e-9), lambda r: 1.0 / np.maximum(r, 1e-9))
+    )
+    ticks = nyquist / np.array([8.0, 4.0, 2.0, 1.333, 1.0])
+    top.set_xticks(1.0 / ticks)
+    top.set_xticklabels([f"{1.0 / t:.0f}" for t in ticks])
+    top.set_xlabel("resolution (\u00c5)")
+    ax.set_title("FSC of cluster averages against the ground truth", fontsize=10)
+    ax.legend(fontsize=6, loc="upper right")
+    save_figure(fig, path)
 
 
 def save_json(path: Path, doc: dict[str, Any]) -> None:

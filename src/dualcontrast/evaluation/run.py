@@ -105,6 +105,9 @@ def evaluate_run(
     doc = write_metrics(run, compute_metrics(arrays, cfg), cfg=cfg, splits=splits, epoch=epoch)
     if figures and cfg.eval.figures:
         write_figures(run, cfg, model, splits, arrays, device)
+        from ..report import write_report
+
+        write_report(run.root)
     return doc
 
 

@@ -9,6 +9,7 @@
     RUN/embeddings.npz     c/z means and log-variances for train and test, labels, ids
     RUN/metrics.json       D-scores, SAP, ARI ... with the protocol
     RUN/figures/           transfer_grid.png, loss.png, projection_c.png, projection_z.png ...
+    RUN/report.html        all of the above on one self-contained page (dualcontrast.report)
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _array_dataset(x: Any, where: str) -> Dataset:
     except (TypeError, ValueError, RuntimeError) as e:
         raise DataError(where, f"cannot be read as an array: {e}") from None
     data = Dataset(x=raw, source=where)
-    check_finite(data.x, where)
+    check_finite(np.asarray(data.x), where)  # in memory: no copy
     return data
 
 
@@ -83,7 +83,7 @@ class Run:
         self.device = resolve_device(device)
         self._model: DisentanglementModel | None = None
         self._sample_shape: tuple[int, ...] | None = None
-        self._dims: tuple[int, ...] | None = None
+        self._dims: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r}, model={self.config.model.name!r})"
@@ -149,8 +149,6 @@ class Run:
         if len(c_arr) != len(z_arr):
             raise DataError(None, f"c holds {len(c_arr)} codes but z holds {len(z_arr)}")
         model = self.model
-        if not model.has_decoder:
-            raise ConfigError(f"model {self.config.model.name!r} has no decoder: nothing to decode")
         step = batch_size or self.config.eval.batch_size
         out = []
         with torch.no_grad():
@@ -158,7 +156,10 @@ class Run:
                 cb = torch.from_numpy(c_arr[start : start + step]).to(self.device)
                 zb = torch.from_numpy(z_arr[start : start + step]).to(self.device)
                 with model.autocast():
-                    out.append(model.decode(cb, zb).float().cpu().numpy())
+                    decoded = model.decode(cb, zb)
+                if decoded is None:
+                    raise ConfigError(f"model {self.config.model.name!r} has no decoder: nothing to decode")
+                out.append(decoded.float().cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, *self.sample_shape), np.float32)
 
     def transfer(self, content_images: Any, transform_images: Any) -> np.ndarray:
@@ -178,7 +179,8 @@ class Run:
         if self._dims is None:
             with torch.no_grad():
                 codes = self.model.encode(torch.zeros((1, *self.sample_shape), device=self.device))
-            self._dims = tuple(0 if t is None else int(t.shape[1]) for t in (codes.c_mu, codes.z_mu))
+            c, z = codes.c_mu, codes.z_mu
+            self._dims = (0 if c is None else int(c.shape[1]), 0 if z is None else int(z.shape[1]))
         return self._dims
 
 
@@ -314,7 +316,7 @@ class DualContrast(BaseEstimator):
         self.evaluate = evaluate
 
     def _resolved_config(self) -> Config:
-        params = {
+        params: dict[str, dict[str, Any]] = {
             "model": {
                 "name": self.model,
                 "content_dim": self.content_dim,
@@ -366,7 +368,7 @@ class DualContrast(BaseEstimator):
             else:
                 cfg.data.path = _recorded_path(data)
         temporary = self.run_dir is None
-        root = Path(tempfile.mkdtemp(prefix="dualcontrast-")) if temporary else Path(self.run_dir)
+        root = Path(tempfile.mkdtemp(prefix="dualcontrast-")) if self.run_dir is None else Path(self.run_dir)
         if array is not None:
             # Recorded in the config so the CLI reads the same data back (same layout rules, same split).
             cfg.data.path = str((root / "data.npz").resolve())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +37,8 @@ from .training import RunDir, Trainer, load_trained_model, resolve_device
 
 __all__ = ["DualContrast", "Run", "load_run"]
 
+log = logging.getLogger(__name__)
+
 
 def load_run(path: str | Path, *, device: str = "auto") -> Run:
     """A run directory written by ``dualcontrast train`` or :meth:`DualContrast.fit`."""
@@ -49,7 +52,7 @@ def _array_dataset(x: Any, where: str) -> Dataset:
     except (TypeError, ValueError, RuntimeError) as e:
         raise DataError(where, f"cannot be read as an array: {e}") from None
     data = Dataset(x=raw, source=where)
-    check_finite(data.x, where)
+    check_finite(np.asarray(data.x), where)  # in memory: no copy
     return data
 
 
@@ -80,6 +83,7 @@ class Run:
         self.device = resolve_device(device)
         self._model: DisentanglementModel | None = None
         self._sample_shape: tuple[int, ...] | None = None
+        self._dims: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"Run({str(self.root)!r}, model={self.config.model.name!r})"
@@ -94,17 +98,18 @@ class Run:
     @property
     def model(self) -> DisentanglementModel:
         """The model of the last checkpoint, in eval mode (read on first use)."""
-        if self._model is None:
-            model, ckpt = load_trained_model(self._dir, self.config, self.device)
-            self._model, self._sample_shape = model, tuple(ckpt["meta"]["sample_shape"])
-        return self._model
+        return self._loaded()[0]
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         """``(C, H, W)`` or ``(C, D, H, W)`` of the samples the model was trained on."""
-        self.model  # noqa: B018  (reads the checkpoint, which records the shape)
-        assert self._sample_shape is not None
-        return self._sample_shape
+        return self._loaded()[1]
+
+    def _loaded(self) -> tuple[DisentanglementModel, tuple[int, ...]]:
+        if self._model is None or self._sample_shape is None:
+            model, ckpt = load_trained_model(self._dir, self.config, self.device)
+            self._model, self._sample_shape = model, tuple(ckpt["meta"]["sample_shape"])
+        return self._model, self._sample_shape
 
     def embed(
         self, data: Any, *, logvar: bool = False, batch_size: int | None = None
@@ -144,8 +149,6 @@ class Run:
         if len(c_arr) != len(z_arr):
             raise DataError(None, f"c holds {len(c_arr)} codes but z holds {len(z_arr)}")
         model = self.model
-        if not model.has_decoder:
-            raise ConfigError(f"model {self.config.model.name!r} has no decoder: nothing to decode")
         step = batch_size or self.config.eval.batch_size
         out = []
         with torch.no_grad():
@@ -153,7 +156,10 @@ class Run:
                 cb = torch.from_numpy(c_arr[start : start + step]).to(self.device)
                 zb = torch.from_numpy(z_arr[start : start + step]).to(self.device)
                 with model.autocast():
-                    out.append(model.decode(cb, zb).float().cpu().numpy())
+                    decoded = model.decode(cb, zb)
+                if decoded is None:
+                    raise ConfigError(f"model {self.config.model.name!r} has no decoder: nothing to decode")
+                out.append(decoded.float().cpu().numpy())
         return np.concatenate(out) if out else np.empty((0, *self.sample_shape), np.float32)
 
     def transfer(self, content_images: Any, transform_images: Any) -> np.ndarray:
@@ -170,12 +176,12 @@ class Run:
 
     def _code_dims(self) -> tuple[int, int]:
         """Sizes of c and z, read from an encoding (methods fix them in different ways)."""
-        with torch.no_grad():
-            codes = self.model.encode(torch.zeros((1, *self.sample_shape), device=self.device))
-        return (
-            0 if codes.c_mu is None else codes.c_mu.shape[1],
-            0 if codes.z_mu is None else codes.z_mu.shape[1],
-        )
+        if self._dims is None:
+            with torch.no_grad():
+                codes = self.model.encode(torch.zeros((1, *self.sample_shape), device=self.device))
+            c, z = codes.c_mu, codes.z_mu
+            self._dims = (0 if c is None else int(c.shape[1]), 0 if z is None else int(z.shape[1]))
+        return self._dims
 
 
 def _checked(data: Any, where: str) -> Any:
@@ -189,6 +195,16 @@ def _save_array(data: Dataset, path: Path) -> None:
     """``data`` as an .npz that :func:`~dualcontrast.data.load_path` reads back unchanged."""
     arrays = {("y" if k == CONTENT else k): np.asarray(v) for k, v in data.factors.items()}
     np.savez(path, x=np.asarray(data.x), **arrays)
+
+
+def _recorded_path(data: Dataset) -> str | None:
+    """The file ``data`` was read from, for the run's config (so the CLI can read it again)."""
+    if Path(data.source).exists():
+        return data.source
+    log.warning(
+        "%s: not a file; the run's config records no data, so CLI commands cannot reread it", data.source
+    )
+    return None
 
 
 def _config_layer(config: Any) -> dict[str, Any]:
@@ -300,7 +316,7 @@ class DualContrast(BaseEstimator):
         self.evaluate = evaluate
 
     def _resolved_config(self) -> Config:
-        params = {
+        params: dict[str, dict[str, Any]] = {
             "model": {
                 "name": self.model,
                 "content_dim": self.content_dim,
@@ -331,6 +347,11 @@ class DualContrast(BaseEstimator):
                 d.path, name=d.name, labels=d.labels, test_fraction=d.test_fraction,
                 split_seed=d.split_seed, normalize=d.normalize, max_samples=d.max_samples,
             )  # fmt: skip
+        elif isinstance(X, DataSplits):
+            if y is not None:
+                raise DataError(X.train.source, "labels (y) are not accepted with ready-made splits")
+            splits = X
+            cfg.data.path = _recorded_path(X.train)
         else:
             data = X if isinstance(X, Dataset) else _array_dataset(X, "X")
             if y is not None:
@@ -344,10 +365,10 @@ class DualContrast(BaseEstimator):
             splits = split_dataset(data, cfg.data.test_fraction, cfg.data.split_seed, name="array")
             if data.in_memory:
                 array = data
-            elif Path(data.source).exists():
-                cfg.data.path = data.source
+            else:
+                cfg.data.path = _recorded_path(data)
         temporary = self.run_dir is None
-        root = Path(tempfile.mkdtemp(prefix="dualcontrast-")) if temporary else Path(self.run_dir)
+        root = Path(tempfile.mkdtemp(prefix="dualcontrast-")) if self.run_dir is None else Path(self.run_dir)
         if array is not None:
             # Recorded in the config so the CLI reads the same data back (same layout rules, same split).
             cfg.data.path = str((root / "data.npz").resolve())

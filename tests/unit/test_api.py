@@ -197,3 +197,20 @@ def test_config_mapping_takes_nested_and_dotted_keys():
 def test_import_dualcontrast_stays_free_of_torch():
     code = "import sys, dualcontrast; assert 'torch' not in sys.modules; assert 'load_run' in dir(dualcontrast)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_estimator_fits_a_file_and_records_it_in_the_config(images, tmp_path):
+    x, y = images
+    path = tmp_path / "stack.npz"
+    np.savez(path, x=x[..., None], y=y)  # channels-last uint8, labels as the loader reads them
+    est = dualcontrast.DualContrast(
+        epochs=1, batch_size=40, content_dim=4, transform_dim=3, progress=False, evaluate=False,
+        run_dir=tmp_path / "run",
+    ).fit(path)  # fmt: skip
+    assert est.run_.config.data.path == str(path)
+    assert not (tmp_path / "run" / "data.npz").exists()  # the file itself is the record
+    c, z = est.transform(path)
+    assert c.shape == (len(x), 4) and z.shape == (len(x), 3)
+    with pytest.raises(DataError) as e:
+        dualcontrast.DualContrast(run_dir=tmp_path / "other").fit(path, y)
+    assert "labels (y)" in one_line(e)

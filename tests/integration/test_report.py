@@ -149,7 +149,7 @@ def test_screenshot_is_not_blank(analysed, tmp_path):
 
 
 # Drives the page as a user would: a lasso selection of three points (plotly's own event), the
-# download button (the CSV captured where the browser would save it), a colour-menu entry.
+# download button (the CSV captured where the browser would save it), a colour-menu entry and its key.
 _DRIVER = """<script>
 window.addEventListener('load', () => setTimeout(() => {
   const gd = document.getElementById('projection-c');
@@ -158,7 +158,8 @@ window.addEventListener('load', () => setTimeout(() => {
   gd.emit('plotly_selected', {points: [0, 5, 9].map((i) => ({customdata: gd.data[0].customdata[i]}))});
   document.body.dataset.count = document.getElementById('projection-c-count').textContent;
   document.getElementById('projection-c-download').click();
-  Plotly.restyle(gd, gd.layout.updatemenus[0].buttons[1].args[0]);
+  Plotly.update(gd, ...gd.layout.updatemenus[0].buttons[1].args);
+  document.body.dataset.key = (gd.layout.annotations || []).map((a) => a.text).join(' ');
   document.body.dataset.menu = gd.layout.updatemenus[0].buttons.map((b) => b.label).join('|');
   document.body.dataset.colour = String(gd.data[0].marker.color[0]);
 }, 200));
@@ -182,3 +183,4 @@ def test_lasso_selection_downloads_the_selected_ids(analysed, tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == [str(codes["ids"][keep][i]) for i in (0, 5, 9)]
     assert attrs["menu"].split("|")[:2] == ["colour by content_cluster", "colour by conformation_cluster"]
     assert attrs["colour"].startswith("#")
+    assert attrs["key"].startswith("conformation_cluster: ")  # the colour key follows the menu

@@ -77,8 +77,10 @@ def _scores(path) -> dict[str, float]:
 def test_train_and_evaluate_write_the_report(run):
     assert (run / "report.html").exists()
     (run / "report.html").unlink()
+    assert main(["evaluate", str(run), "--no-figures"]) == 0  # fresh metrics, no projections
+    assert 'data-metric="d_c_c"' in _page(run) and "projection-c" not in _page(run)
     assert main(["evaluate", str(run)]) == 0
-    assert (run / "report.html").exists()
+    assert 'id="projection-c"' in _page(run)
 
 
 def test_metrics_in_the_page_are_those_of_metrics_json(run):

@@ -13,6 +13,7 @@ import torch
 from ..config import Config
 from ..data.base import CONTENT, DataSplits
 from ..models.base import DisentanglementModel
+from ..report import write_report
 from ..training.rundir import RunDir
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
@@ -102,11 +103,10 @@ def evaluate_run(
     )
     save_embeddings(run.embeddings, arrays)
     doc = write_metrics(run, compute_metrics(arrays, cfg), cfg=cfg, splits=splits, epoch=epoch)
-    if figures and cfg.eval.figures:
+    draw = figures and cfg.eval.figures
+    if draw:
         write_figures(run, cfg, model, splits, arrays, device)
-        from ..report import write_report
-
-        write_report(run.root)
+    write_report(run.root, projection=None if draw else "none")  # never a page with stale metrics
     return doc
 
 

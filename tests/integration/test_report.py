@@ -77,8 +77,10 @@ def _scores(path) -> dict[str, float]:
 def test_train_and_evaluate_write_the_report(run):
     assert (run / "report.html").exists()
     (run / "report.html").unlink()
+    assert main(["evaluate", str(run), "--no-figures"]) == 0  # fresh metrics, no projections
+    assert 'data-metric="d_c_c"' in _page(run) and "projection-c" not in _page(run)
     assert main(["evaluate", str(run)]) == 0
-    assert (run / "report.html").exists()
+    assert 'id="projection-c"' in _page(run)
 
 
 def test_metrics_in_the_page_are_those_of_metrics_json(run):
@@ -149,7 +151,7 @@ def test_screenshot_is_not_blank(analysed, tmp_path):
 
 
 # Drives the page as a user would: a lasso selection of three points (plotly's own event), the
-# download button (the CSV captured where the browser would save it), a colour-menu entry.
+# download button (the CSV captured where the browser would save it), a colour-menu entry and its key.
 _DRIVER = """<script>
 window.addEventListener('load', () => setTimeout(() => {
   const gd = document.getElementById('projection-c');
@@ -158,7 +160,8 @@ window.addEventListener('load', () => setTimeout(() => {
   gd.emit('plotly_selected', {points: [0, 5, 9].map((i) => ({customdata: gd.data[0].customdata[i]}))});
   document.body.dataset.count = document.getElementById('projection-c-count').textContent;
   document.getElementById('projection-c-download').click();
-  Plotly.restyle(gd, gd.layout.updatemenus[0].buttons[1].args[0]);
+  Plotly.update(gd, ...gd.layout.updatemenus[0].buttons[1].args);
+  document.body.dataset.key = (gd.layout.annotations || []).map((a) => a.text).join(' ');
   document.body.dataset.menu = gd.layout.updatemenus[0].buttons.map((b) => b.label).join('|');
   document.body.dataset.colour = String(gd.data[0].marker.color[0]);
 }, 200));
@@ -182,3 +185,4 @@ def test_lasso_selection_downloads_the_selected_ids(analysed, tmp_path):
     assert [line.split(",")[0] for line in lines[1:]] == [str(codes["ids"][keep][i]) for i in (0, 5, 9)]
     assert attrs["menu"].split("|")[:2] == ["colour by content_cluster", "colour by conformation_cluster"]
     assert attrs["colour"].startswith("#")
+    assert attrs["key"].startswith("conformation_cluster: ")  # the colour key follows the menu

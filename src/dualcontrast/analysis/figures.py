@@ -225,7 +225,7 @@ def projection_figure(
     of at most three columns."""
     points, used = project_2d(codes, method, seed)
     panels = list(factors.items()) or [("samples", np.zeros(len(codes), dtype=int))]
-    ncol = min(3, len(panels))
+    ncol = 2 if len(panels) == 4 else min(3, len(panels))  # no lone panel under three
     nrow = int(np.ceil(len(panels) / ncol))
     fig, axes = plt.subplots(
         nrow, ncol, figsize=(5.0 * ncol, 4.2 * nrow + 0.4), squeeze=False, layout="constrained"

@@ -10,7 +10,9 @@ Steps, all written under ``RUN/analysis/``:
 5. volumes only: for every content cluster and every conformation cluster, an aligned average
    (``analysis.averaging``), written as MRC with a central-slice figure, compared with the
    ground-truth maps by FSC / AUC-FSC when they are known, and the cluster's particles written as
-   an MRC stack + RELION STAR file (poses from the alignment when every particle was aligned).
+   an MRC stack + RELION STAR file (poses from the alignment when every particle was aligned),
+   and ``chimerax.cxc`` to view the averages in ChimeraX;
+6. ``RUN/report.html`` rewritten with all of it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import torch
 from ..config import Config
 from ..data.base import CONTENT, DataSplits
 from ..models.base import DisentanglementModel
+from ..report import write_report
 from ..training.rundir import RunDir
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
@@ -103,11 +104,10 @@ def evaluate_run(
     arrays = embed_splits(model, splits, batch_size=cfg.eval.batch_size, device=device, progress=progress)
     save_embeddings(run.embeddings, arrays)
     doc = write_metrics(run, compute_metrics(arrays, cfg), cfg=cfg, splits=splits, epoch=epoch)
-    if figures and cfg.eval.figures:
+    draw = figures and cfg.eval.figures
+    if draw:
         write_figures(run, cfg, model, splits, arrays, device)
-        from ..report import write_report
-
-        write_report(run.root)
+    write_report(run.root, projection=None if draw else "none")  # never a page with stale metrics
     return doc
 
 

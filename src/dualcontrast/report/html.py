@@ -219,23 +219,33 @@ def _projection(samples: dict[str, np.ndarray], code: str, method: str, seed: in
     for name in order:
         values, names = colour_values(factors[name])
         marker: dict[str, Any] = {"size": 5, "opacity": 0.8}
+        keys = []
         if names is None:
             marker.update(color=values.tolist(), colorscale="Viridis", showscale=True,
                           colorbar={"title": {"text": name}})
         else:
-            marker["color"] = [
-                "lightgrey" if names[v].startswith("other (") else palette[v % len(palette)] for v in values
-            ]
-        markers.append(marker)
-        menu.append({"label": f"colour by {name}", "method": "restyle", "args": [{"marker": [marker]}]})
+            colours = ["lightgrey" if n.startswith("other (") else palette[k % len(palette)]
+                       for k, n in enumerate(names)]
+            marker["color"] = [colours[v] for v in values]
+            # The key of a categorical colouring (one trace keeps the lasso's ids simple, so no legend).
+            text = f"{_esc(name)}: " + "  ".join(
+                f"<span style='color:{c}'>\u25cf</span> {_esc(n)}" for c, n in zip(colours, names, strict=True)
+            )
+            keys = [{"text": text, "xref": "paper", "yref": "paper", "x": 0, "y": 1.0, "xanchor": "left",
+                     "yanchor": "bottom", "showarrow": False, "align": "left"}]
+        markers.append((marker, keys))
+        menu.append({"label": f"colour by {name}", "method": "update",
+                     "args": [{"marker": [marker]}, {"annotations": keys}]})
     hover = "<br>".join(f"{c}: %{{customdata[{k}]}}" for k, c in enumerate(columns)) + "<extra></extra>"
     fig = go.Figure(go.Scatter(
         x=points[:, 0], y=points[:, 1], mode="markers", customdata=custom, hovertemplate=hover,
-        marker=markers[0] if markers else {"size": 5, "opacity": 0.8},
+        marker=markers[0][0] if markers else {"size": 5, "opacity": 0.8},
     ))
+    if markers:
+        fig.update_layout(annotations=markers[0][1])
     fig.update_layout(
         title=f"{code} codes: 2D {used} projection of {len(points)} samples",
-        dragmode="lasso", height=560, margin={"t": 90},
+        dragmode="lasso", height=580, margin={"t": 110},
         xaxis_title=f"{used} 1", yaxis_title=f"{used} 2",
         updatemenus=[{"buttons": menu, "x": 1, "xanchor": "right", "y": 1.02, "yanchor": "bottom"}] if menu else [],
     )

@@ -50,7 +50,8 @@ def write_volume_files(
     batch_size: int = 256,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Volumes ``rows`` of ``volumes`` (``(N, [1,] n, n, n)``, in memory or lazy) as one MRC file each.
+    """Volumes ``rows`` of ``volumes`` as one MRC file each: an ``(N, [1,] n, n, n)`` array (in memory
+    or lazy) or a :class:`~dualcontrast.data.base.Dataset` (read with its normalisation).
 
     RELION reads ``.mrcs`` as stacks of 2D images, so subtomograms go one per ``.mrc`` file;
     they are read batch by batch, never all at once.
@@ -61,7 +62,7 @@ def write_volume_files(
         raise DataError(out[0] if out else "<none>", f"{len(out)} file names for {len(rows)} volumes")
     for p in out:
         _refuse_existing(p, overwrite)
-    box = int(volumes.shape[-1])
+    box = int((volumes.x if hasattr(volumes, "batch") else volumes).shape[-1])
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         block = np.asarray(_read(volumes, chunk), dtype=np.float32).reshape(len(chunk), box, box, box)

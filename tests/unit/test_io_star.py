@@ -154,3 +154,18 @@ def test_written_volume_headers(tmp_path):
     assert io_mrc.read_voxel_size(tmp_path / "a.mrc") == pytest.approx(7.0)
     with pytest.raises(DataError, match="already exists"):
         io_mrc.write_volume(tmp_path / "a.mrc", v, 7.0)
+
+
+def test_relion4_voxel_size_from_tilt_series_pixel_and_binning(tmp_path):
+    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnTomoTiltSeriesPixelSize": [1.75, 2.0],
+                           "rlnTomoSubtomogramBinning": [4.0, 2.0]})  # fmt: skip
+    particles = pd.DataFrame({"rlnTomoName": ["TS_01"] * 3, "rlnCoordinateX": [10.0, 20.0, 30.0],
+                              "rlnImageName": ["a.mrc", "b.mrc", "c.mrc"], "rlnOpticsGroup": [1, 2, 1]})  # fmt: skip
+    io_star.write_blocks(tmp_path / "r4.star", {"optics": optics, "particles": particles})
+    ps = io_star.read_particle_set(tmp_path / "r4.star")
+    assert ps.flavour == "relion4"
+    np.testing.assert_allclose(ps.voxel_size, [7.0, 4.0, 7.0])
+    particles["rlnOpticsGroup"] = [1, 3, 1]
+    io_star.write_blocks(tmp_path / "bad.star", {"optics": optics, "particles": particles})
+    with pytest.raises(DataError, match=r"optics group\(s\) \[3\]"):
+        io_star.read_particle_set(tmp_path / "bad.star")

@@ -138,8 +138,8 @@ def test_relion_angles_match_the_documented_matrix_and_round_trip():
     np.testing.assert_allclose(a, expected, atol=1e-12)
     np.testing.assert_allclose(io_star.relion_angles(a), angles, atol=1e-8)
     np.testing.assert_allclose(a @ np.swapaxes(a, -1, -2), np.broadcast_to(np.eye(3), a.shape), atol=1e-12)
-    lock = io_star.relion_matrix(np.array([[30.0, 0.0, 20.0]]))
-    np.testing.assert_allclose(io_star.relion_matrix(io_star.relion_angles(lock)), lock, atol=1e-12)
+    lock = io_star.relion_matrix(np.array([[30.0, 0.0, 20.0], [30.0, 180.0, 20.0], [-170.0, 180.0 - 1e-8, 50.0]]))
+    np.testing.assert_allclose(io_star.relion_matrix(io_star.relion_angles(lock)), lock, atol=1e-9)
 
 
 def test_written_volume_headers(tmp_path):

@@ -49,7 +49,7 @@ boxes), inverted by :func:`poses_from_star`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def relion_angles(matrices: np.ndarray) -> np.ndarray:
     psi = np.where(regular, np.arctan2(a[..., 1, 2], -a[..., 0, 2]), 0.0)
     # Gimbal lock (tilt 0 or 180): only rot +- psi is defined; put it all in psi.
     lock = np.where(
-        a[..., 2, 2] > 0, np.arctan2(a[..., 0, 1], a[..., 0, 0]), np.arctan2(-a[..., 0, 1], -a[..., 0, 0])
+        a[..., 2, 2] > 0, np.arctan2(a[..., 0, 1], a[..., 0, 0]), np.arctan2(a[..., 0, 1], -a[..., 0, 0])
     )
     psi = np.where(regular, psi, lock)
     return np.degrees(np.stack([rot, tilt, psi], -1))
@@ -128,8 +128,7 @@ def poses_from_star(angles_deg: np.ndarray, origins: np.ndarray, box: int) -> tu
 class ParticleSet:
     """A particle STAR file as read: every block (order kept), the particles block named ``key``.
 
-    ``voxel_size`` is per particle in Angstrom (NaN where the STAR file does not say);
-    ``project_dir`` is where relative ``rlnImageName`` entries resolve (module docstring).
+    ``voxel_size`` is per particle in Angstrom (NaN where the STAR file does not say).
     """
 
     path: Path
@@ -137,8 +136,6 @@ class ParticleSet:
     key: str
     flavour: str
     voxel_size: np.ndarray
-    project_dir: Path | None = None
-    images: list[Path] = field(default_factory=list)
 
     @property
     def particles(self):

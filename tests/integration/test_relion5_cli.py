@@ -34,6 +34,7 @@ def relion5_project(tmp_path):
     for name, v in zip(names, vols, strict=True):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         write_volume(tmp_path / name, v.reshape(16, 16, 16), 7.0)
+        write_volume(tmp_path / name.replace("_data.mrc", "_weights.mrc"), np.ones((16, 16, 16)), 7.0)
     rng = np.random.default_rng(0)
     optics = pd.DataFrame({
         "rlnOpticsGroup": [1], "rlnOpticsGroupName": ["optics1"], "rlnSphericalAberration": [1.7],
@@ -91,6 +92,7 @@ def test_relion5_set_trains_analyzes_and_exports_with_all_columns(relion5_projec
                  "--iterations", "1", "--rotations", "50", "--relion-project", str(other)]) == 0  # fmt: skip
     first = next(iter(json.loads((run / "analysis" / "analysis.json").read_text())["structures"]))
     rows = starfile.read(run / "analysis" / "star" / f"{first}.star")["particles"]
-    for name, sample in zip(rows["rlnImageName"], rows["dcSampleId"], strict=True):
-        assert name.startswith("../")
-        assert (other / name).resolve() == (tmp_path / original["particles"]["rlnImageName"].iloc[sample]).resolve()
+    for column in ("rlnImageName", "rlnCtfImage"):
+        for name, sample in zip(rows[column], rows["dcSampleId"], strict=True):
+            assert name.startswith("../")
+            assert (other / name).resolve() == (tmp_path / original["particles"][column].iloc[sample]).resolve()

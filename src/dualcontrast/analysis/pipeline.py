@@ -206,12 +206,14 @@ class _Exporter:
     an input ``rlnClassNumber`` is kept as ``dcInputClassNumber``), ``dcContentCluster``,
     ``dcConformationCluster``, ``dcSampleId`` and, when every particle was aligned, the
     alignment to the cluster average: as ``rlnAngle*`` / ``rlnOrigin*Angst`` when the input has
-    no angles, else as ``dcAngle*`` / ``dcOrigin*Angst`` (the input's refined poses stay).
+    no angles (``rlnAngle*`` or RELION 5's ``rlnTomoSubtomogram*``), else as ``dcAngle*`` /
+    ``dcOrigin*Angst`` (the input's poses stay).
     RELION keeps columns it does not know (it warns "will ignore (but maintain) values"),
     Warp/M ignore them. Other input: every particle is written once as
     ``analysis/particles/<id>.mrc`` and the STAR files name those.
 
-    Image paths are relative to ``opts.relion_project`` when given; otherwise STAR input keeps
+    Image paths (every column naming files, e.g. ``rlnCtfImage`` too) are relative to
+    ``opts.relion_project`` when given; otherwise STAR input keeps
     its names (relative to its own project directory) and other input is named relative to the
     run directory (``RUN/``, where RELION should then be started).
     """
@@ -219,7 +221,7 @@ class _Exporter:
     def __init__(
         self, out: Path, data, labels: dict[str, np.ndarray], opts: AnalyzeOptions, ctf, voxel_size: float
     ):
-        from ..io.star import ImageResolver, read_particle_set
+        from ..io.star import read_particle_set
 
         self.out, self.data, self.labels, self.voxel_size = out, data, labels, voxel_size
         self.box = int(data.sample_shape[-1])
@@ -233,14 +235,7 @@ class _Exporter:
         self.particle_set = read_particle_set(source) if source.suffix.lower() == ".star" else None
         if self.particle_set is not None:
             self.image_names = None
-            if self.project is not None:
-                resolve = ImageResolver(self.particle_set.path)
-                self.image_names = np.array(
-                    [
-                        self._relative(name, resolve)
-                        for name in self.particle_set.particles["rlnImageName"].astype(str)
-                    ]
-                )
+            self.path_columns = self._path_columns() if self.project is not None else {}
         else:
             self.image_names = self._write_particles(out / "particles", run_root=out.parent)
             if not self.acquisition:
@@ -250,14 +245,27 @@ class _Exporter:
                     data.source,
                 )
 
-    def _relative(self, name: str, resolve) -> str:
+    def _path_columns(self) -> dict[str, np.ndarray]:
+        """Every particle column naming files (``rlnImageName``, ``rlnCtfImage``, ...), relative to the project."""
         import os
 
-        k, at, file_name = name.rpartition("@")
-        found = resolve(file_name)
-        if found is None:
-            return name
-        return f"{k}{at}{os.path.relpath(found.resolve(), self.project)}"
+        from ..io.star import ImageResolver
+
+        resolve = ImageResolver(self.particle_set.path)
+        columns = {}
+        for column in self.particle_set.particles.columns:
+            values = self.particle_set.particles[column]
+            if values.dtype.kind in "biufc" or resolve(str(values.iloc[0]).rpartition("@")[2]) is None:
+                continue
+            names = []
+            for name in values.astype(str):
+                k, at, file_name = name.rpartition("@")
+                found = resolve(file_name)
+                names.append(
+                    name if found is None else f"{k}{at}{os.path.relpath(found.resolve(), self.project)}"
+                )
+            columns[column] = np.array(names)
+        return columns
 
     def _write_particles(self, folder: Path, run_root: Path) -> np.ndarray:
         import os
@@ -302,14 +310,22 @@ class _Exporter:
             voxel = np.where(
                 np.isnan(ps.voxel_size[source_rows]), self.voxel_size * 10.0, ps.voxel_size[source_rows]
             )
-            has_poses = any(a in table.columns for a in ANGLE_COLUMNS)
+            # RELION 5 composes rlnAngle* with the extraction's rlnTomoSubtomogram* frame; when either
+            # is present the input's poses stay and ours go in dc* columns.
+            frames = (
+                *ANGLE_COLUMNS,
+                "rlnTomoSubtomogramRot",
+                "rlnTomoSubtomogramTilt",
+                "rlnTomoSubtomogramPsi",
+            )
+            has_poses = any(a in table.columns for a in frames)
             names = [("dc" + a[3:]) if has_poses else a for a in (*ANGLE_COLUMNS, *ORIGIN_COLUMNS)]
             for i, name in enumerate(names[:3]):
                 columns[name] = angles[:, i]
             for i, name in enumerate(names[3:]):
                 columns[name] = origin[:, i] * voxel
-        names = None if self.image_names is None else list(self.image_names[source_rows])
-        write_blocks(path, subset_blocks(ps, source_rows, columns, names), overwrite=True)
+        columns.update({name: values[source_rows] for name, values in self.path_columns.items()})
+        write_blocks(path, subset_blocks(ps, source_rows, columns), overwrite=True)
 
 
 def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:

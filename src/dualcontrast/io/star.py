@@ -340,12 +340,11 @@ def subset_blocks(
     particle_set: ParticleSet,
     rows: np.ndarray,
     added: Mapping[str, np.ndarray] | None = None,
-    image_names: list[str] | None = None,
 ) -> dict[str, Any]:
     """The set's blocks with only particle ``rows`` (every original column kept) plus ``added`` columns.
 
-    ``added`` columns replace original columns of the same name; ``image_names`` replaces
-    ``rlnImageName`` (paths for another project directory).
+    ``added`` columns replace original columns of the same name in place (e.g. image paths for
+    another project directory).
     """
     rows = np.asarray(rows, np.int64)
     table = particle_set.particles.iloc[rows].reset_index(drop=True).copy()
@@ -356,8 +355,6 @@ def subset_blocks(
                 particle_set.path, f"column {name} has {len(values)} values for {len(rows)} particles"
             )
         table[name] = values
-    if image_names is not None:
-        table["rlnImageName"] = list(image_names)
     return {k: (table if k == particle_set.key else v) for k, v in particle_set.blocks.items()}
 
 

@@ -63,7 +63,7 @@ def test_relion5_set_trains_analyzes_and_exports_with_all_columns(relion5_projec
     run = tmp_path / "run"
     assert main(["train", "--config", "configs/subtomo.yaml", "--data", str(star), "--epochs", "1",
                  "-o", str(run), *MODEL]) == 0  # fmt: skip
-    assert main(["analyze", str(run), "--k", "2", "--k-z", "2", "--projection", "none", "--max-particles", "30",
+    assert main(["analyze", str(run), "--k", "2", "--k-z", "2", "--projection", "none", "--max-particles", "60",
                  "--iterations", "1", "--rotations", "50"]) == 0  # fmt: skip
     doc = json.loads((run / "analysis" / "analysis.json").read_text())
     assert not (run / "analysis" / "particles").exists()  # the input's images are referenced, not copied
@@ -79,6 +79,9 @@ def test_relion5_set_trains_analyzes_and_exports_with_all_columns(relion5_projec
         assert len(rows) == entry["n_particles"]
         assert set(original["particles"].columns) <= set(rows.columns)
         assert {"rlnClassNumber", "dcContentCluster", "dcSampleId"} <= set(rows.columns)
+        # Every particle aligned: the pose goes to dc* columns, as the input has rlnTomoSubtomogram* frames.
+        assert {"dcAngleRot", "dcAngleTilt", "dcAnglePsi", "dcOriginXAngst"} <= set(rows.columns)
+        assert "rlnAngleRot" not in rows.columns
         source = original["particles"].iloc[rows["dcSampleId"].to_numpy()].reset_index(drop=True)
         pd.testing.assert_frame_equal(rows[source.columns], source)
         if name.startswith("content_cluster"):

@@ -10,7 +10,7 @@ Steps, all written under ``RUN/analysis/``:
 5. volumes only: for every content cluster and every conformation cluster, an aligned average
    (``analysis.averaging``), written as MRC with a central-slice figure, compared with the
    ground-truth maps by FSC / AUC-FSC when they are known, and a RELION STAR file of the
-   cluster's particles (see :func:`_export_star`).
+   cluster's particles (see :class:`_Exporter`).
 
 Averages and STAR files carry the input's voxel size (STAR optics block, MRC header, or the
 simulation's settings) and, where the input tells them, voltage / Cs / amplitude contrast.
@@ -223,7 +223,7 @@ class _Exporter:
     ):
         from ..io.star import read_particle_set
 
-        self.out, self.data, self.labels, self.voxel_size = out, data, labels, voxel_size
+        self.data, self.labels, self.voxel_size = data, labels, voxel_size
         self.box = int(data.sample_shape[-1])
         self.project = Path(opts.relion_project).resolve() if opts.relion_project else None
         self.acquisition = (
@@ -234,7 +234,6 @@ class _Exporter:
         source = Path(str(data.source))
         self.particle_set = read_particle_set(source) if source.suffix.lower() == ".star" else None
         if self.particle_set is not None:
-            self.image_names = None
             self.path_columns = self._path_columns() if self.project is not None else {}
         else:
             self.image_names = self._write_particles(out / "particles", run_root=out.parent)

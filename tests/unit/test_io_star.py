@@ -85,7 +85,9 @@ def test_relion5_2d_stacks_and_unextracted_particles_refused(relion5, tmp_path):
 
 def test_voxel_size_disagreeing_with_mrc_header_is_an_error(relion5, tmp_path):
     star, vols = relion5
-    io_mrc.write_volume(tmp_path / "Extract/job010/Subtomograms/TS_01/2_data.mrc", vols[1], 10.0, overwrite=True)
+    io_mrc.write_volume(
+        tmp_path / "Extract/job010/Subtomograms/TS_01/2_data.mrc", vols[1], 10.0, overwrite=True
+    )
     with pytest.raises(DataError, match=r"row 2: voxel size 7 A in the STAR file but 10 A in the header"):
         load_star(star)
 
@@ -113,7 +115,9 @@ def test_subset_round_trip_keeps_every_block_row_and_column(fixture, request, tm
         if column not in added:
             expected = original[column]
             if expected.dtype.kind == "f":
-                np.testing.assert_allclose(table[column].to_numpy(float), expected.to_numpy(float), err_msg=column)
+                np.testing.assert_allclose(
+                    table[column].to_numpy(float), expected.to_numpy(float), err_msg=column
+                )
             else:
                 assert list(table[column].astype(str)) == list(expected.astype(str)), column
     assert list(table["rlnClassNumber"]) == [3, 3] and list(table["dcContentCluster"]) == [2, 2]
@@ -138,7 +142,9 @@ def test_relion_angles_match_the_documented_matrix_and_round_trip():
     np.testing.assert_allclose(a, expected, atol=1e-12)
     np.testing.assert_allclose(io_star.relion_angles(a), angles, atol=1e-8)
     np.testing.assert_allclose(a @ np.swapaxes(a, -1, -2), np.broadcast_to(np.eye(3), a.shape), atol=1e-12)
-    lock = io_star.relion_matrix(np.array([[30.0, 0.0, 20.0], [30.0, 180.0, 20.0], [-170.0, 180.0 - 1e-8, 50.0]]))
+    lock = io_star.relion_matrix(
+        np.array([[30.0, 0.0, 20.0], [30.0, 180.0, 20.0], [-170.0, 180.0 - 1e-8, 50.0]])
+    )
     np.testing.assert_allclose(io_star.relion_matrix(io_star.relion_angles(lock)), lock, atol=1e-9)
 
 
@@ -169,3 +175,24 @@ def test_relion4_voxel_size_from_tilt_series_pixel_and_binning(tmp_path):
     io_star.write_blocks(tmp_path / "bad.star", {"optics": optics, "particles": particles})
     with pytest.raises(DataError, match=r"optics group\(s\) \[3\]"):
         io_star.read_particle_set(tmp_path / "bad.star")
+
+
+def test_input_voxel_size_from_star_mrc_header_h5_or_warned_default(relion5, warp, tmp_path, caplog):
+    import h5py
+
+    from dualcontrast.analysis.pipeline import input_voxel_size
+
+    assert input_voxel_size(relion5[0]) == pytest.approx(0.7)  # nm
+    assert input_voxel_size(warp[0]) == pytest.approx(0.7)
+    bare = tmp_path / "bare.star"  # no pixel size in the STAR file: the first image's header
+    io_star.write_blocks(
+        bare, {"particles": pd.DataFrame({"rlnImageName": ["warp/subtomo/TS_01/TS_01_000001_7.00A.mrc"]})}
+    )
+    assert input_voxel_size(bare) == pytest.approx(0.7)
+    io_mrc.write_volume(tmp_path / "stack.mrc", np.zeros((4, 4, 4)), 3.5)
+    assert input_voxel_size(tmp_path / "stack.mrc") == pytest.approx(0.35)
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f.attrs["voxel_size_nm"] = 1.2
+    assert input_voxel_size(tmp_path / "d.h5") == pytest.approx(1.2)
+    assert input_voxel_size(tmp_path / "x.npy") == 1.0
+    assert "voxel size is not stored" in caplog.text

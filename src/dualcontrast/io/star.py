@@ -233,6 +233,8 @@ def read_particle_set(path: str | Path) -> ParticleSet:
         resolved = ImageResolver(p)(str(target))
         if resolved is None:
             raise DataError(p, f"optimisation set names particles file {target!r}, which is not found")
+        if resolved.resolve() == p.resolve():
+            raise DataError(p, "optimisation set names itself as its particles file (rlnTomoParticlesFile)")
         return read_particle_set(resolved)
     key = _table_with(blocks, "rlnImageName")
     if key is None or not hasattr(blocks[key], "columns"):

@@ -177,7 +177,7 @@ def test_relion4_voxel_size_from_tilt_series_pixel_and_binning(tmp_path):
         io_star.read_particle_set(tmp_path / "bad.star")
 
 
-def test_input_voxel_size_from_star_mrc_header_h5_or_warned_default(relion5, warp, tmp_path, caplog):
+def test_input_voxel_size_from_star_mrc_header_h5_or_none(relion5, warp, tmp_path):
     import h5py
 
     from dualcontrast.analysis.pipeline import input_voxel_size
@@ -194,5 +194,4 @@ def test_input_voxel_size_from_star_mrc_header_h5_or_warned_default(relion5, war
     with h5py.File(tmp_path / "d.h5", "w") as f:
         f.attrs["voxel_size_nm"] = 1.2
     assert input_voxel_size(tmp_path / "d.h5") == pytest.approx(1.2)
-    assert input_voxel_size(tmp_path / "x.npy") == 1.0
-    assert "voxel size is not stored" in caplog.text
+    assert input_voxel_size(tmp_path / "x.npy") is None

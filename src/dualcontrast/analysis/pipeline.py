@@ -75,7 +75,7 @@ def analyze_run(
     *,
     truth: TruthMaps | None = None,
     ctf: Any = None,
-    voxel_size: float = 1.0,
+    voxel_size: float | None = None,
 ) -> dict[str, Any]:
     out = run.root / "analysis"
     figs = out / "figures"
@@ -130,7 +130,12 @@ def analyze_run(
                 )
 
     if data.spatial_dims == 3 and opts.average:
-        doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size)
+        if voxel_size is None:
+            log.warning(
+                "%s: the voxel size is not stored with the data; averages and STAR files say 10 A (1 nm)",
+                data.source,
+            )
+        doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size or 1.0)
         if truth is not None:
             fsc_figure(doc["structures"], figs / "fsc.png")
             aucs = [s["truth"]["auc_fsc"] for s in doc["structures"].values() if "truth" in s]
@@ -327,9 +332,10 @@ class _Exporter:
         write_blocks(path, subset_blocks(ps, source_rows, columns), overwrite=True)
 
 
-def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:
-    """Ground-truth maps, CTF and voxel size where the data set tells them: the built-in phantoms,
-    or a file written by ``dualcontrast simulate`` (``<stem>_maps.npz`` beside it)."""
+def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float | None]:
+    """Ground-truth maps, CTF and voxel size (nm) where the data set tells them: the built-in
+    phantoms, a file written by ``dualcontrast simulate`` (``<stem>_maps.npz`` beside it), or the
+    voxel size of any file that states one (:func:`input_voxel_size`); None where unknown."""
     from .averaging import CTFParams
 
     if cfg.data.path is None and cfg.data.name == "phantoms3d":
@@ -355,18 +361,18 @@ def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:
             truth = load_truth_maps(maps_path)
             return truth, _ctf_from_h5(Path(cfg.data.path)), truth.voxel_size
         return None, _ctf_from_h5(Path(cfg.data.path)), input_voxel_size(cfg.data.path)
-    return None, None, input_voxel_size(None)
+    return None, None, None
 
 
-def input_voxel_size(path: str | Path | None) -> float:
+def input_voxel_size(path: str | Path) -> float | None:
     """Voxel size (nm) the data file states: STAR optics / particle columns, else the MRC header of
-    its first image; MRC header; HDF5 ``voxel_size_nm`` attribute. Unknown: 1 nm, with a warning."""
+    its first image; MRC header; HDF5 ``voxel_size_nm`` attribute. None when it states none."""
     from ..io.mrc import read_voxel_size
     from ..io.star import ImageResolver, read_particle_set
 
     angst = 0.0
-    p = Path(path) if path is not None else None
-    suffix = p.suffix.lower() if p is not None else ""
+    p = Path(path)
+    suffix = p.suffix.lower()
     if suffix == ".star":
         ps = read_particle_set(p)
         known = ps.voxel_size[~np.isnan(ps.voxel_size)]
@@ -377,7 +383,7 @@ def input_voxel_size(path: str | Path | None) -> float:
             angst = read_voxel_size(image) if image is not None else 0.0
     elif suffix in (".mrc", ".mrcs", ".map"):
         angst = read_voxel_size(p)
-    elif p is not None and p.is_dir():
+    elif p.is_dir():
         first = next(iter(sorted(f for f in p.iterdir() if f.suffix.lower() in (".mrc", ".map"))), None)
         angst = read_voxel_size(first) if first is not None else 0.0
     elif suffix in (".h5", ".hdf5"):
@@ -385,12 +391,7 @@ def input_voxel_size(path: str | Path | None) -> float:
 
         with h5py.File(p, "r") as f:
             angst = float(f.attrs.get("voxel_size_nm", 0.0)) * 10.0
-    if angst > 0:
-        return angst / 10.0
-    log.warning(
-        "%s: the voxel size is not stored with the data; averages and STAR files say 10 A (1 nm)", path
-    )
-    return 1.0
+    return angst / 10.0 if angst > 0 else None
 
 
 def _ctf_from_h5(path: Path):

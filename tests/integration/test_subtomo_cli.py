@@ -59,9 +59,17 @@ def test_train_and_analyze_subtomograms(tmp_path):
     assert set(structures) == expected
     for name, entry in structures.items():
         assert 0.0 < entry["truth"]["auc_fsc"] <= 1.0
-        assert (run / "analysis" / "averages" / f"{name}.mrc").exists()
+        with mrcfile.open(run / "analysis" / "averages" / f"{name}.mrc") as m:
+            assert float(m.voxel_size.x) == 20.0  # the data's 2 nm, not a default
         star = starfile.read(run / "analysis" / "star" / f"{name}.star")
         assert len(star["particles"]) == entry["n_particles"]
+        optics = star["optics"].iloc[0]
+        assert (optics["rlnImagePixelSize"], optics["rlnSphericalAberration"]) == (20.0, 1.7)
+        # One 3D .mrc per particle, named relative to the run directory (RELION's project dir here).
+        first = star["particles"]["rlnImageName"].iloc[0]
+        assert first.startswith("analysis/particles/") and first.endswith(".mrc")
+        with mrcfile.open(run / first) as m:
+            assert m.data.shape == (16, 16, 16) and float(m.voxel_size.x) == 20.0
     assert "mean" in doc["auc_fsc_summary"]
     # analyze refreshes the report with the FSC and the ChimeraX file that opens every average.
     cxc = (run / "analysis" / "chimerax.cxc").read_text()

@@ -219,7 +219,7 @@ def test_export_particles_round_trips_through_load_star(tmp_path, particles):
     data = load_star(star)
     np.testing.assert_array_equal(data.batch(np.arange(3)), volumes[keep])
     rows = starfile.read(star)["particles"]
-    assert list(rows["rlnClassNumber"]) == [4, 4, 4] and rows["rlnImageName"].iloc[0] == "1@cluster3.mrcs"
+    assert list(rows["rlnClassNumber"]) == [4, 4, 4] and rows["rlnImageName"].iloc[0] == "cluster3_particles/000001.mrc"
     angles = rows[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy()
     origins = rows[["rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst"]].to_numpy() / 10.0
     r2, t2 = poses_from_star(angles, origins, box=24)

@@ -591,19 +591,11 @@ def align_maps(
 
 
 def write_mrc(path: str | Path, volume: np.ndarray, voxel_size: float = 1.0, overwrite: bool = False) -> Path:
-    """One volume ``(n, n, n)`` as float32 MRC, voxel size given in nm (stored in Angstrom)."""
-    import mrcfile
+    """One volume ``(n, n, n)`` as float32 MRC, voxel size given in nm (stored in Angstrom; see
+    :func:`dualcontrast.io.mrc.write_volume` for the header)."""
+    from ..io.mrc import write_volume
 
-    p = Path(path)
-    if p.exists() and not overwrite:
-        raise DataError(p, "already exists; choose another name or pass overwrite=True")
-    v = np.asarray(volume, dtype=np.float32)
-    if v.ndim != 3:
-        raise DataError(p, f"expected one 3D volume, got shape {v.shape}")
-    with mrcfile.new(p, overwrite=True) as mrc:
-        mrc.set_data(v)
-        mrc.voxel_size = voxel_size * 10.0
-    return p
+    return write_volume(path, volume, voxel_size * 10.0, overwrite=overwrite)
 
 
 def save_central_slices(

@@ -9,10 +9,12 @@ Steps, all written under ``RUN/analysis/``:
 4. projections of c and z coloured by clusters and by ground truth;
 5. volumes only: for every content cluster and every conformation cluster, an aligned average
    (``analysis.averaging``), written as MRC with a central-slice figure, compared with the
-   ground-truth maps by FSC / AUC-FSC when they are known, and the cluster's particles written as
-   an MRC stack + RELION STAR file (poses from the alignment when every particle was aligned),
-   and ``chimerax.cxc`` to view the averages in ChimeraX;
+   ground-truth maps by FSC / AUC-FSC when they are known, and a RELION STAR file of the
+   cluster's particles (see :class:`_Exporter`), and ``chimerax.cxc`` to view the averages in ChimeraX;
 6. ``RUN/report.html`` rewritten with all of it.
+
+Averages and STAR files carry the input's voxel size (STAR optics block, MRC header, or the
+simulation's settings) and, where the input tells them, voltage / Cs / amplitude contrast.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from ..training.rundir import RunDir
 from .chimerax import write_chimerax_script
 from .clustering import ari, cluster_within, gmm_cluster
 from .figures import projection_figure
-from .structures import TruthMaps, all_samples, compare_to_truth, fsc_figure, save_json, write_cluster_stack
+from .structures import TruthMaps, all_samples, compare_to_truth, fsc_figure, save_json
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ class AnalyzeOptions:
     n_iter: int = 3
     n_rotations: int = 1000
     export: bool = True
+    relion_project: str | None = None  # folder RELION runs from; exported image paths are relative to it
     seed: int = 0
     device: str = "cpu"
 
@@ -75,7 +78,7 @@ def analyze_run(
     *,
     truth: TruthMaps | None = None,
     ctf: Any = None,
-    voxel_size: float = 1.0,
+    voxel_size: float | None = None,
 ) -> dict[str, Any]:
     out = run.root / "analysis"
     figs = out / "figures"
@@ -130,7 +133,12 @@ def analyze_run(
                 )
 
     if data.spatial_dims == 3 and opts.average:
-        doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size)
+        if voxel_size is None:
+            log.warning(
+                "%s: the voxel size is not stored with the data; averages and STAR files say 10 A (1 nm)",
+                data.source,
+            )
+        doc["structures"] = _structures(out, data, labels, opts, truth, ctf, voxel_size or 1.0)
         write_chimerax_script(out, labels)
         if truth is not None:
             fsc_figure(doc["structures"], figs / "fsc.png", voxel_size=voxel_size)
@@ -152,11 +160,12 @@ def _structures(
     ctf: Any,
     voxel_size: float,
 ) -> dict[str, dict[str, Any]]:
-    from .averaging import average_subtomograms, save_central_slices, write_mrc
-    from .star import write_particles_star
+    from ..io.mrc import write_volume
+    from .averaging import average_subtomograms, save_central_slices
 
-    for sub in ("averages", "star", "particles"):
+    for sub in ("averages", "star"):
         (out / sub).mkdir(exist_ok=True)
+    export = _Exporter(out, data, labels, opts, ctf, voxel_size) if opts.export else None
     rng = np.random.default_rng(opts.seed)
     results: dict[str, dict[str, Any]] = {}
     groups = [(level, int(c)) for level in labels for c in np.unique(labels[level])]
@@ -178,7 +187,7 @@ def _structures(
             seed=opts.seed,
             progress=False,
         )
-        write_mrc(out / "averages" / f"{name}.mrc", res.average, voxel_size=voxel_size, overwrite=True)
+        write_volume(out / "averages" / f"{name}.mrc", res.average, voxel_size * 10.0, overwrite=True)
         save_central_slices(
             res.average,
             out / "averages" / f"{name}.png",
@@ -193,28 +202,146 @@ def _structures(
         }
         if truth is not None:
             entry["truth"] = compare_to_truth(res.average, truth, device=opts.device)
-        if opts.export:
-            stack = out / "particles" / f"{name}.mrcs"
-            write_cluster_stack(stack, data, rows, voxel_size)
+        if export is not None:
             full = len(aligned_rows) == len(rows)
-            write_particles_star(
-                out / "star" / f"{name}.star",
-                [f"{i + 1}@../particles/{stack.name}" for i in range(len(rows))],
-                rotations=res.rotations if full else None,
-                shifts=res.shifts if full else None,
-                voxel_size=voxel_size,
-                box=data.sample_shape[-1],
-                class_numbers=np.full(len(rows), c + 1),
-                extra_columns={"dcSampleId": data.ids[rows]},
-                overwrite=True,
-            )
+            export.write(out / "star" / f"{name}.star", rows, c, res if full else None)
         results[name] = entry
     return results
 
 
-def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:
-    """Ground-truth maps, CTF and voxel size where the data set tells them: the built-in phantoms,
-    or a file written by ``dualcontrast simulate`` (``<stem>_maps.npz`` beside it)."""
+class _Exporter:
+    """Per-cluster RELION STAR files.
+
+    STAR input: each file keeps every block of the input (optics, general) and every column of
+    the cluster's rows, referencing the input images; added are ``rlnClassNumber`` (cluster + 1;
+    an input ``rlnClassNumber`` is kept as ``dcInputClassNumber``), ``dcContentCluster``,
+    ``dcConformationCluster``, ``dcSampleId`` and, when every particle was aligned, the
+    alignment to the cluster average: as ``rlnAngle*`` / ``rlnOrigin*Angst`` when the input has
+    no angles (``rlnAngle*`` or RELION 5's ``rlnTomoSubtomogram*``), else as ``dcAngle*`` /
+    ``dcOrigin*Angst`` (the input's poses stay).
+    RELION keeps columns it does not know (it warns "will ignore (but maintain) values"),
+    Warp/M ignore them. Other input: every particle is written once as
+    ``analysis/particles/<id>.mrc`` and the STAR files name those.
+
+    Image paths (every column naming files, e.g. ``rlnCtfImage`` too) are relative to
+    ``opts.relion_project`` when given; otherwise STAR input keeps
+    its names (relative to its own project directory) and other input is named relative to the
+    run directory (``RUN/``, where RELION should then be started).
+    """
+
+    def __init__(
+        self, out: Path, data, labels: dict[str, np.ndarray], opts: AnalyzeOptions, ctf, voxel_size: float
+    ):
+        from ..io.star import read_particle_set
+
+        self.data, self.labels, self.voxel_size = data, labels, voxel_size
+        self.box = int(data.sample_shape[-1])
+        self.project = Path(opts.relion_project).resolve() if opts.relion_project else None
+        self.acquisition = (
+            {"voltage_kv": ctf.voltage_kv, "cs_mm": ctf.cs_mm, "amplitude_contrast": ctf.amplitude_contrast}
+            if ctf is not None
+            else {}
+        )
+        source = Path(str(data.source))
+        self.particle_set = read_particle_set(source) if source.suffix.lower() == ".star" else None
+        if self.particle_set is not None:
+            self.path_columns = self._path_columns() if self.project is not None else {}
+        else:
+            self.image_names = self._write_particles(out / "particles", run_root=out.parent)
+            if not self.acquisition:
+                log.warning(
+                    "%s: voltage, Cs and amplitude contrast are not known for this data; the exported STAR "
+                    "optics blocks leave them out (add them before CTF-aware refinement in RELION)",
+                    data.source,
+                )
+
+    def _path_columns(self) -> dict[str, np.ndarray]:
+        """Every particle column naming files (``rlnImageName``, ``rlnCtfImage``, ...), relative to the project."""
+        import os
+
+        from ..io.star import ImageResolver
+
+        resolve = ImageResolver(self.particle_set.path)
+        columns = {}
+        for column in self.particle_set.particles.columns:
+            values = self.particle_set.particles[column]
+            if values.dtype.kind in "biufc" or resolve(str(values.iloc[0]).rpartition("@")[2]) is None:
+                continue
+            names = []
+            for name in values.astype(str):
+                k, at, file_name = name.rpartition("@")
+                found = resolve(file_name)
+                names.append(
+                    name if found is None else f"{k}{at}{os.path.relpath(found.resolve(), self.project)}"
+                )
+            columns[column] = np.array(names)
+        return columns
+
+    def _write_particles(self, folder: Path, run_root: Path) -> np.ndarray:
+        import os
+
+        from ..io.mrc import write_volume_files
+
+        folder.mkdir(exist_ok=True)
+        files = [folder / f"{int(i):06d}.mrc" for i in self.data.ids]
+        write_volume_files(files, self.data, np.arange(len(files)), self.voxel_size * 10.0, overwrite=True)
+        base = self.project or run_root.resolve()
+        return np.array([os.path.relpath(f.resolve(), base) for f in files])
+
+    def _cluster_columns(self, rows: np.ndarray, c: int) -> dict[str, np.ndarray]:
+        columns = {"rlnClassNumber": np.full(len(rows), c + 1, np.int64)}
+        names = {"content_cluster": "dcContentCluster", "conformation_cluster": "dcConformationCluster"}
+        for level, column in names.items():
+            if level in self.labels:
+                columns[column] = self.labels[level][rows].astype(np.int64)
+        columns["dcSampleId"] = self.data.ids[rows].astype(np.int64)
+        return columns
+
+    def write(self, path: Path, rows: np.ndarray, c: int, alignment) -> None:
+        from ..io.star import ANGLE_COLUMNS, ORIGIN_COLUMNS, relion_pose, subset_blocks, write_blocks
+        from .star import write_particles_star
+
+        columns = self._cluster_columns(rows, c)
+        if self.particle_set is None:
+            write_particles_star(
+                path, list(self.image_names[rows]),
+                rotations=alignment.rotations if alignment else None, shifts=alignment.shifts if alignment else None,
+                voxel_size=self.voxel_size, box=self.box, class_numbers=columns.pop("rlnClassNumber"),
+                extra_columns=columns, overwrite=True, **self.acquisition,
+            )  # fmt: skip
+            return
+        ps = self.particle_set
+        source_rows = self.data.ids[rows]
+        table = ps.particles
+        if "rlnClassNumber" in table.columns:
+            columns["dcInputClassNumber"] = table["rlnClassNumber"].to_numpy()[source_rows]
+        if alignment is not None:
+            angles, origin = relion_pose(alignment.rotations, alignment.shifts, self.box)
+            voxel = np.where(
+                np.isnan(ps.voxel_size[source_rows]), self.voxel_size * 10.0, ps.voxel_size[source_rows]
+            )
+            # RELION 5 composes rlnAngle* with the extraction's rlnTomoSubtomogram* frame; when either
+            # is present the input's poses stay and ours go in dc* columns.
+            frames = (
+                *ANGLE_COLUMNS,
+                "rlnTomoSubtomogramRot",
+                "rlnTomoSubtomogramTilt",
+                "rlnTomoSubtomogramPsi",
+            )
+            has_poses = any(a in table.columns for a in frames)
+            names = [("dc" + a[3:]) if has_poses else a for a in (*ANGLE_COLUMNS, *ORIGIN_COLUMNS)]
+            for i, name in enumerate(names[:3]):
+                columns[name] = angles[:, i]
+            for i, name in enumerate(names[3:]):
+                columns[name] = origin[:, i] * voxel
+        columns.update({name: values[source_rows] for name, values in self.path_columns.items()})
+        write_blocks(path, subset_blocks(ps, source_rows, columns), overwrite=True)
+
+
+def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float | None]:
+    """Ground-truth maps, CTF and voxel size (nm) where the data set tells them: the built-in
+    phantoms, a file written by ``dualcontrast simulate`` (``<stem>_maps.npz`` beside it), or the
+    voxel size of any file that states one (:func:`input_voxel_size`); None where unknown."""
     from .averaging import CTFParams
 
     if cfg.data.path is None and cfg.data.name == "phantoms3d":
@@ -239,7 +366,38 @@ def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float]:
         if maps_path.exists():
             truth = load_truth_maps(maps_path)
             return truth, _ctf_from_h5(Path(cfg.data.path)), truth.voxel_size
-    return None, None, 1.0
+        return None, _ctf_from_h5(Path(cfg.data.path)), input_voxel_size(cfg.data.path)
+    return None, None, None
+
+
+def input_voxel_size(path: str | Path) -> float | None:
+    """Voxel size (nm) the data file states: STAR optics / particle columns, else the MRC header of
+    its first image; MRC header; HDF5 ``voxel_size_nm`` attribute. None when it states none."""
+    from ..io.mrc import read_voxel_size
+    from ..io.star import ImageResolver, read_particle_set
+
+    angst = 0.0
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".star":
+        ps = read_particle_set(p)
+        known = ps.voxel_size[~np.isnan(ps.voxel_size)]
+        if len(known):
+            angst = float(known[0])
+        else:
+            image = ImageResolver(ps.path)(str(ps.particles["rlnImageName"].iloc[0]).rpartition("@")[2])
+            angst = read_voxel_size(image) if image is not None else 0.0
+    elif suffix in (".mrc", ".mrcs", ".map"):
+        angst = read_voxel_size(p)
+    elif p.is_dir():
+        first = next(iter(sorted(f for f in p.iterdir() if f.suffix.lower() in (".mrc", ".map"))), None)
+        angst = read_voxel_size(first) if first is not None else 0.0
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            angst = float(f.attrs.get("voxel_size_nm", 0.0)) * 10.0
+    return angst / 10.0 if angst > 0 else None
 
 
 def _ctf_from_h5(path: Path):

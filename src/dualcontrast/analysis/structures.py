@@ -101,20 +101,6 @@ def compare_to_truth(
     }
 
 
-def write_cluster_stack(
-    path: Path, data: Dataset, rows: np.ndarray, voxel_size: float, batch: int = 256
-) -> None:
-    """The cluster's particles as an MRC volume stack (streamed, never all in memory)."""
-    import mrcfile
-
-    box = data.sample_shape[-1]
-    with mrcfile.new_mmap(path, shape=(len(rows), box, box, box), mrc_mode=2, overwrite=True) as mrc:
-        for start in range(0, len(rows), batch):
-            block = data.batch(rows[start : start + batch])
-            mrc.data[start : start + len(block)] = block.reshape(len(block), box, box, box)
-        mrc.voxel_size = voxel_size * 10.0  # a 4D array is written as a volume stack (ispg 401)
-
-
 def fsc_figure(results: dict[str, dict[str, Any]], path: Path, voxel_size: float = 1.0) -> None:
     """FSC of each cluster average against its best-matching ground-truth map, against spatial
     frequency in 1/\u00c5 (bottom) and resolution in \u00c5 (top); ``voxel_size`` in nm."""

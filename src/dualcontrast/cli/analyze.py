@@ -2,8 +2,9 @@
 
 Writes RUN/analysis/: analysis.json (cluster counts, BIC, ARI vs ground truth, AUC-FSC),
 codes.npz, clusters.npz, figures/ (projections of c and z by cluster and by truth, FSC curves),
-and for subtomograms averages/ (MRC + central slices per cluster), particles/ (MRC stacks) and
-star/ (RELION particle STAR files per cluster).
+and for subtomograms averages/ (MRC + central slices per cluster), star/ (RELION particle STAR
+files per cluster, keeping every column of STAR input) and, for input without per-particle
+files, particles/ (one .mrc per subtomogram).
 
 examples:
   dualcontrast analyze runs/subtomo
@@ -33,6 +34,11 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rotations", type=int, default=1000, help="global SO(3) search grid size")
     p.add_argument("--no-average", action="store_true", help="skip averages, FSC and STAR export")
     p.add_argument("--no-export", action="store_true", help="skip particle stacks and STAR files")
+    p.add_argument(
+        "--relion-project", metavar="DIR",
+        help="RELION project folder: exported image paths are written relative to it (default: STAR input "
+        "keeps its own names; other input is named relative to the run directory)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     add_device_arg(p)
 
@@ -44,7 +50,8 @@ def main(args: argparse.Namespace) -> int:
         args.run, device=args.device,
         k=args.k, k_max=args.k_max, k_z=args.k_z, k_z_max=args.k_z_max, projection=args.projection,
         average=not args.no_average, max_particles=args.max_particles, n_iter=args.iterations,
-        n_rotations=args.rotations, export=not args.no_export, seed=args.seed,
+        n_rotations=args.rotations, export=not args.no_export, relion_project=args.relion_project,
+        seed=args.seed,
     )  # fmt: skip
     summary = {k: v for k, v in doc.items() if k != "structures"}
     print(json.dumps(summary, indent=2, default=str))

@@ -287,48 +287,22 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def _star_block(path: Path):
-    import starfile
-
-    try:
-        blocks = starfile.read(path, always_dict=True)
-    except Exception as e:  # starfile raises assorted parser errors on malformed files
-        raise DataError(path, f"cannot read as a STAR file: {e}") from None
-    for name in ("particles", *blocks):
-        block = blocks.get(name)
-        if hasattr(block, "columns") and "rlnImageName" in block.columns:
-            return block
-    raise DataError(
-        path, "has no data block with an rlnImageName column (a RELION particle list is expected)"
-    )
-
-
-def _resolver(star: Path):
-    """Resolve image paths like RELION users expect: the STAR file's folder, its parents, then the cwd."""
-    bases = [star.parent.resolve(), *star.parent.resolve().parents, Path.cwd()]
-    cache: dict[str, Path | None] = {}
-
-    def resolve(name: str) -> Path | None:
-        if name not in cache:
-            p = Path(name)
-            candidates = [p] if p.is_absolute() else [b / p for b in bases]
-            cache[name] = next((c for c in candidates if c.is_file()), None)
-        return cache[name]
-
-    return resolve
-
-
 def load_star(path: str | Path) -> Dataset:
-    """Particles of a RELION STAR file (``rlnImageName``: ``k@stack.mrcs`` or a file per particle).
+    """Particles of a RELION / Warp STAR file (``rlnImageName``: a ``.mrc`` per subtomogram, or ``k@stack``).
 
-    Image paths are resolved relative to the STAR file's folder, then its parent folders, then
-    the working directory (RELION writes them relative to the project folder). Ground truth,
-    when present, becomes factors: ``_dcIdentity`` -> ``content`` (else ``_rlnClassNumber``),
-    ``_dcState`` -> ``transform``, other numeric ``_dc*`` columns by their snake_case name.
+    Flavours, voxel sizes, ``optimisation_set.star`` and the image path rule: see
+    :mod:`dualcontrast.io.star` (relative names resolve from the STAR file's folder, its
+    parents, then the working directory). An image whose MRC header voxel size disagrees with
+    the STAR file's is refused. Ground truth, when present, becomes factors: ``_dcIdentity`` ->
+    ``content`` (else ``_rlnClassNumber``), ``_dcState`` -> ``transform``, other numeric
+    ``_dc*`` columns by their snake_case name.
     """
-    p = Path(path)
-    block = _star_block(p)
-    resolve = _resolver(p)
+    from ..io.star import ImageResolver, check_voxel_size, read_particle_set
+
+    particle_set = read_particle_set(path)
+    p = particle_set.path
+    block = particle_set.particles
+    resolve = ImageResolver(p)
     layouts: dict[Path, MrcLayout] = {}
     file_order: dict[Path, int] = {}
     file_id = np.empty(len(block), np.int64)
@@ -337,15 +311,12 @@ def load_star(path: str | Path) -> Dataset:
         k, _, file_name = name.rpartition("@")
         image = resolve(file_name)
         if image is None:
-            raise DataError(
-                p,
-                f"row {row + 1}: image file {file_name!r} not found (looked relative to {p.parent.resolve()}, "
-                "its parent folders and the working directory)",
-            )
+            raise DataError(p, f"row {row + 1}: image file {file_name!r} not found ({resolve.where()})")
         if image not in layouts:
             layouts[image] = mrc_layout(image)
             file_order[image] = len(file_order)
         layout = layouts[image]
+        check_voxel_size(p, row, image, float(particle_set.voxel_size[row]), layout.voxel_size)
         index[row] = _entry_index(p, row, k, image, layout)
         file_id[row] = file_order[image]
         if layout.sample_shape != next(iter(layouts.values())).sample_shape:

@@ -1,0 +1,389 @@
+"""STAR files of RELION 3.0-5 and Warp/M: particle sets read for training, written back per cluster.
+
+Flavours read (told apart by their columns; every block and column is kept for export):
+
+=============  =================================================================================
+``relion5``    ``data_optics`` + ``data_particles`` with ``rlnTomoName`` and
+               ``rlnCenteredCoordinate{X,Y,Z}Angst`` (Angstrom from the tomogram centre);
+               ``rlnImageName`` one 3D ``.mrc`` per subtomogram (``data_general``
+               ``rlnTomoSubTomosAre2DStacks 1``, i.e. 2D tilt stacks, is refused)
+``relion4``    optics + particles with ``rlnTomoName`` and ``rlnCoordinate{X,Y,Z}`` (pixels)
+``relion3.1``  optics + particles with ``rlnMicrographName`` / pixel coordinates
+``warp``       one block, no optics (RELION 3.0 style, as Warp/M write subtomograms):
+               ``rlnMicrographName`` (the tomogram), ``rlnCoordinate{X,Y,Z}`` (pixels),
+               ``rlnImageName``, pixel size from ``rlnDetectorPixelSize`` (um) and
+               ``rlnMagnification`` (``1e4 * DetectorPixelSize / Magnification`` A) or ``rlnPixelSize``
+=============  =================================================================================
+
+A RELION 5 ``optimisation_set.star`` is followed to its ``rlnTomoParticlesFile``; a
+``tomograms.star`` lists tilt series, not particles, and is refused with a pointer to
+``particles.star``.
+
+Voxel size (Angstrom per particle): the optics group's ``rlnImagePixelSize``, else
+``rlnTomoTiltSeriesPixelSize * rlnTomoSubtomogramBinning`` (RELION 4), else the RELION 3.0 /
+Warp particle columns above, else the MRC headers. When the STAR file and an image's MRC header
+both give one and they differ by more than 0.1 %, loading stops with a :class:`DataError`.
+
+Image paths. RELION runs from its project directory and writes ``rlnImageName`` relative to
+it; the STAR file usually sits a few folders below (``Extract/job010/particles.star``). A
+relative name is looked up in the STAR file's folder, then each parent folder, then the working
+directory; the first folder where the first image exists is the *project directory* of the set,
+and exports keep the names as they are when written for that project.
+
+Angles. ``rlnAngleRot, rlnAngleTilt, rlnAnglePsi`` (degrees) are RELION's intrinsic ZYZ Euler
+angles; RELION's matrix (``Euler_angles2matrix``, Heymann et al. 2005) is
+
+    A(rot, tilt, psi) = Rz(psi) Ry(tilt) Rz(rot)
+
+with the *passive* elementary rotations ``Rz(a) = [[cos a, sin a, 0], [-sin a, cos a, 0], [0, 0, 1]]``,
+``Ry(a) = [[cos a, 0, -sin a], [0, 1, 0], [sin a, 0, cos a]]``; equivalently
+``A = (Rz'(rot) Ry'(tilt) Rz'(psi))^T`` with active rotations ``'``. ``A`` rotates the reference
+into the particle (:func:`relion_matrix`). This package writes a particle as
+``x(R p + t) = ref(p)`` (reference rotated by ``R`` about the box centre ``c = (n - 1) / 2``,
+shifted by ``t`` voxels, see :mod:`dualcontrast.transforms.geometry`); RELION rotates about
+``n // 2`` and ``rlnOrigin*Angst`` moves the particle back onto the rotated reference. Hence
+``A = R`` and ``origin = -t + (R - I) d`` with ``d = c - n // 2`` (``-0.5`` per axis for even
+boxes), inverted by :func:`poses_from_star`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+
+# Relative difference of voxel sizes (STAR vs MRC header) taken as the same value.
+VOXEL_SIZE_RTOL = 1e-3
+
+ANGLE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
+
+
+# --------------------------------------------------------------------------- angles
+
+
+def _rz(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, s, z], -1), np.stack([-s, c, z], -1), np.stack([z, z, o], -1)], -2)
+
+
+def _ry(a: np.ndarray) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    z, o = np.zeros_like(a), np.ones_like(a)
+    return np.stack([np.stack([c, z, -s], -1), np.stack([z, o, z], -1), np.stack([s, z, c], -1)], -2)
+
+
+def relion_matrix(angles_deg: np.ndarray) -> np.ndarray:
+    """RELION's ``A(rot, tilt, psi) = Rz(psi) Ry(tilt) Rz(rot)`` (passive rotations), ``(..., 3, 3)``."""
+    a = np.radians(np.asarray(angles_deg, np.float64))
+    return _rz(a[..., 2]) @ _ry(a[..., 1]) @ _rz(a[..., 0])
+
+
+def relion_angles(matrices: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`relion_matrix`: ``(rot, tilt, psi)`` degrees with tilt in [0, 180]."""
+    a = np.asarray(matrices, np.float64)
+    tilt = np.arccos(np.clip(a[..., 2, 2], -1.0, 1.0))
+    sin_tilt = np.sin(tilt)
+    regular = sin_tilt > 1e-6
+    rot = np.where(regular, np.arctan2(a[..., 2, 1], a[..., 2, 0]), 0.0)
+    psi = np.where(regular, np.arctan2(a[..., 1, 2], -a[..., 0, 2]), 0.0)
+    # Gimbal lock (tilt 0 or 180): only rot +- psi is defined; put it all in psi.
+    lock = np.where(
+        a[..., 2, 2] > 0, np.arctan2(a[..., 0, 1], a[..., 0, 0]), np.arctan2(a[..., 0, 1], -a[..., 0, 0])
+    )
+    psi = np.where(regular, psi, lock)
+    return np.degrees(np.stack([rot, tilt, psi], -1))
+
+
+def _centre_offset(box: int) -> np.ndarray:
+    """``c_ours - c_relion`` per axis (voxels)."""
+    return np.full(3, (box - 1) / 2.0 - box // 2)
+
+
+def relion_pose(rotations: np.ndarray, shifts: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rot, tilt, psi)`` degrees ``(N, 3)`` and ``rlnOrigin(X, Y, Z)`` in VOXELS ``(N, 3)`` from our ``R, t``."""
+    r = np.asarray(rotations, dtype=np.float64)
+    t = np.asarray(shifts, dtype=np.float64)
+    origin = -t + (r - np.eye(3)) @ _centre_offset(box)
+    return relion_angles(r), origin
+
+
+def poses_from_star(angles_deg: np.ndarray, origins: np.ndarray, box: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`relion_pose`: our ``R (N, 3, 3)`` and ``t (N, 3)`` voxels from RELION angles and origins (voxels)."""
+    r = relion_matrix(angles_deg)
+    t = -np.asarray(origins, np.float64) + (r - np.eye(3)) @ _centre_offset(box)
+    return r, t
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ParticleSet:
+    """A particle STAR file as read: every block (order kept), the particles block named ``key``.
+
+    ``voxel_size`` is per particle in Angstrom (NaN where the STAR file does not say).
+    """
+
+    path: Path
+    blocks: dict[str, Any]
+    key: str
+    flavour: str
+    voxel_size: np.ndarray
+
+    @property
+    def particles(self):
+        return self.blocks[self.key]
+
+    @property
+    def optics(self):
+        optics = self.blocks.get("optics")
+        return optics if hasattr(optics, "columns") else None
+
+    def acquisition(self) -> dict[str, float]:
+        """Voltage (kV), Cs (mm), amplitude contrast of the first optics group (or particle row), where given."""
+        names = {
+            "voltage_kv": "rlnVoltage",
+            "cs_mm": "rlnSphericalAberration",
+            "amplitude_contrast": "rlnAmplitudeContrast",
+        }
+        out: dict[str, float] = {}
+        for table in (self.optics, self.particles):
+            if table is None:
+                continue
+            for key, column in names.items():
+                if key not in out and column in table.columns:
+                    out[key] = float(table[column].iloc[0])
+        return out
+
+
+def read_blocks(path: str | Path) -> dict[str, Any]:
+    """Every data block of a STAR file (loops as DataFrames, simple blocks as dicts)."""
+    import starfile
+
+    p = Path(path)
+    try:
+        blocks = starfile.read(p, always_dict=True)
+    except Exception as e:  # starfile raises assorted parser errors on malformed files
+        raise DataError(p, f"cannot read as a STAR file: {e}") from None
+    if not blocks:
+        raise DataError(p, "holds no STAR data blocks")
+    return dict(blocks)
+
+
+def _table_with(blocks: dict[str, Any], column: str) -> str | None:
+    for name in ("particles", *blocks):
+        block = blocks.get(name)
+        if hasattr(block, "columns") and column in block.columns:
+            return name
+        if isinstance(block, dict) and column in block:
+            return name
+    return None
+
+
+def _value(blocks: dict[str, Any], column: str) -> Any:
+    name = _table_with(blocks, column)
+    if name is None:
+        return None
+    block = blocks[name]
+    return block[column] if isinstance(block, dict) else block[column].iloc[0]
+
+
+class ImageResolver:
+    """Relative image names resolved from the STAR file's folder, its parents, then the cwd."""
+
+    def __init__(self, star: Path):
+        self.bases = [star.parent.resolve(), *star.parent.resolve().parents, Path.cwd()]
+        self.project_dir: Path | None = None
+        self._cache: dict[str, Path | None] = {}
+
+    def __call__(self, name: str) -> Path | None:
+        if name not in self._cache:
+            p = Path(name)
+            if p.is_absolute():
+                found = p if p.is_file() else None
+            else:
+                bases = [self.project_dir] if self.project_dir is not None else []
+                found = None
+                for base in [*bases, *self.bases]:
+                    if (base / p).is_file():
+                        found = base / p
+                        if self.project_dir is None:
+                            self.project_dir = base
+                        break
+            self._cache[name] = found
+        return self._cache[name]
+
+    def where(self) -> str:
+        return f"looked relative to {self.bases[0]}, its parent folders and the working directory"
+
+
+def read_particle_set(path: str | Path) -> ParticleSet:
+    """A particle set from ``particles.star`` (any flavour above) or an ``optimisation_set.star``."""
+    p = Path(path)
+    blocks = read_blocks(p)
+    target = _value(blocks, "rlnTomoParticlesFile")
+    if target is not None and _table_with(blocks, "rlnImageName") is None:
+        resolved = ImageResolver(p)(str(target))
+        if resolved is None:
+            raise DataError(p, f"optimisation set names particles file {target!r}, which is not found")
+        if resolved.resolve() == p.resolve():
+            raise DataError(p, "optimisation set names itself as its particles file (rlnTomoParticlesFile)")
+        return read_particle_set(resolved)
+    key = _table_with(blocks, "rlnImageName")
+    if key is None or not hasattr(blocks[key], "columns"):
+        if _table_with(blocks, "rlnTomoTiltSeriesStarFile") or _table_with(blocks, "rlnTomoTiltSeriesName"):
+            raise DataError(
+                p,
+                "lists tomograms (tilt series), not particles; pass particles.star or optimisation_set.star",
+            )
+        if _table_with(blocks, "rlnCenteredCoordinateXAngst") or _table_with(blocks, "rlnCoordinateX"):
+            raise DataError(
+                p,
+                "lists particle positions but no rlnImageName; extract 3D subtomograms first (RELION 'Extract subtomos' or Warp)",
+            )
+        raise DataError(
+            p, "has no data block with an rlnImageName column (a RELION particle list is expected)"
+        )
+    if int(_value(blocks, "rlnTomoSubTomosAre2DStacks") or 0) == 1:
+        raise DataError(
+            p,
+            "holds 2D tilt-image stacks (rlnTomoSubTomosAre2DStacks 1); re-extract 3D subtomograms (RELION 5: Extract subtomos without 2D stacks)",
+        )
+    particles = blocks[key]
+    columns = set(particles.columns)
+    optics = blocks.get("optics") if hasattr(blocks.get("optics"), "columns") else None
+    if "rlnCenteredCoordinateXAngst" in columns:
+        flavour = "relion5"
+    elif "rlnTomoName" in columns:
+        flavour = "relion4"
+    elif optics is not None:
+        flavour = "relion3.1"
+    else:
+        flavour = "warp"
+    return ParticleSet(p, blocks, key, flavour, _star_voxel_sizes(p, particles, optics))
+
+
+def _star_voxel_sizes(path: Path, particles, optics) -> np.ndarray:
+    n = len(particles)
+    voxel = np.full(n, np.nan)
+    if optics is not None and "rlnOpticsGroup" in optics.columns:
+        if "rlnImagePixelSize" in optics.columns:
+            per_group = optics["rlnImagePixelSize"].astype(float)
+        elif {"rlnTomoTiltSeriesPixelSize", "rlnTomoSubtomogramBinning"} <= set(optics.columns):
+            per_group = optics["rlnTomoTiltSeriesPixelSize"].astype(float) * optics[
+                "rlnTomoSubtomogramBinning"
+            ].astype(float)
+        else:
+            per_group = None
+        if per_group is not None:
+            table = dict(zip(optics["rlnOpticsGroup"].astype(int), per_group, strict=True))
+            groups = (
+                particles["rlnOpticsGroup"].astype(int)
+                if "rlnOpticsGroup" in particles.columns
+                else np.ones(n, int)
+            )
+            missing = sorted(set(groups) - set(table))
+            if missing:
+                raise DataError(
+                    path, f"particles name optics group(s) {missing} that data_optics does not define"
+                )
+            voxel = np.array([table[g] for g in groups], float)
+    if np.isnan(voxel).all():
+        cols = particles.columns
+        if "rlnImagePixelSize" in cols:
+            voxel = particles["rlnImagePixelSize"].to_numpy(float)
+        elif "rlnPixelSize" in cols:
+            voxel = particles["rlnPixelSize"].to_numpy(float)
+        elif {"rlnDetectorPixelSize", "rlnMagnification"} <= set(cols):
+            voxel = (
+                1e4
+                * particles["rlnDetectorPixelSize"].to_numpy(float)
+                / particles["rlnMagnification"].to_numpy(float)
+            )
+    if np.any(voxel <= 0):
+        raise DataError(path, f"gives a voxel size of {float(voxel[voxel <= 0][0])} A; it must be positive")
+    return voxel
+
+
+def check_voxel_size(star: Path, row: int, image: Path, star_voxel: float, header_voxel: float) -> None:
+    """Refuse an image whose MRC header voxel size disagrees with the STAR file's."""
+    if np.isnan(star_voxel) or header_voxel <= 0:
+        return
+    if abs(header_voxel - star_voxel) > VOXEL_SIZE_RTOL * star_voxel:
+        raise DataError(
+            star,
+            f"row {row + 1}: voxel size {star_voxel:g} A in the STAR file but {header_voxel:g} A in the header of {image}; "
+            "fix the optics block (rlnImagePixelSize) or the MRC header",
+        )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_blocks(path: str | Path, blocks: Mapping[str, Any], overwrite: bool = False) -> Path:
+    """Write STAR data blocks (DataFrames as loops, dicts as simple blocks) with ``starfile``."""
+    import starfile
+
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise DataError(p, "already exists; choose another name or pass overwrite=True")
+    starfile.write(dict(blocks), p, overwrite=True)
+    return p
+
+
+def subset_blocks(
+    particle_set: ParticleSet,
+    rows: np.ndarray,
+    added: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """The set's blocks with only particle ``rows`` (every original column kept) plus ``added`` columns.
+
+    ``added`` columns replace original columns of the same name in place (e.g. image paths for
+    another project directory).
+    """
+    rows = np.asarray(rows, np.int64)
+    table = particle_set.particles.iloc[rows].reset_index(drop=True).copy()
+    for name, values in (added or {}).items():
+        values = np.asarray(values)
+        if len(values) != len(rows):
+            raise DataError(
+                particle_set.path, f"column {name} has {len(values)} values for {len(rows)} particles"
+            )
+        table[name] = values
+    return {k: (table if k == particle_set.key else v) for k, v in particle_set.blocks.items()}
+
+
+def optics_block(
+    voxel_size_angst: float,
+    box: int,
+    *,
+    dimensionality: int = 3,
+    acquisition: Mapping[str, float] | None = None,
+    group_name: str = "opticsGroup1",
+):
+    """A one-group RELION 3.1+ ``data_optics`` block; voltage / Cs / amplitude contrast only when known."""
+    import pandas as pd
+
+    columns: dict[str, list] = {
+        "rlnOpticsGroup": [1],
+        "rlnOpticsGroupName": [group_name],
+        "rlnImagePixelSize": [float(voxel_size_angst)],
+        "rlnImageSize": [int(box)],
+        "rlnImageDimensionality": [int(dimensionality)],
+    }
+    acq = acquisition or {}
+    for key, column in (
+        ("voltage_kv", "rlnVoltage"),
+        ("cs_mm", "rlnSphericalAberration"),
+        ("amplitude_contrast", "rlnAmplitudeContrast"),
+    ):
+        if key in acq and acq[key] is not None:
+            columns[column] = [float(acq[key])]
+    return pd.DataFrame(columns)

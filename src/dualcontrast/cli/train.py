@@ -7,7 +7,7 @@ setting).
 examples:
   dualcontrast train                                        # quick first run, built-in data
   dualcontrast train --config configs/shapes2d_quality.yaml # the same data at full size
-  dualcontrast train --data ../shared/datasets/mnist.npz --epochs 20 -o runs/mnist
+  dualcontrast train --data mnist.npz --epochs 20 -o runs/mnist    # your MNIST copy
   dualcontrast train --config configs/subtomo.yaml -o runs/subtomo
   dualcontrast train --resume -o runs/mnist --epochs 40     # continue (or extend) a run
 """

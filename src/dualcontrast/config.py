@@ -44,7 +44,7 @@ class DataConfig:
     split_seed: int = key(0, "seed of the random train/test split and of max_samples", low=0)
     normalize: str = key("none", "none | per_sample")
     max_samples: int | None = key(None, "random training subset (quick runs); null: all", low=1)
-    params: dict[str, Any] = key(help="built-in data set parameters", factory=dict)
+    params: dict[str, Any] = key(help="built-in data set parameters", factory=dict)  # noqa: RUF009 (key() returns a field)
 
 
 @dataclass
@@ -55,9 +55,9 @@ class ModelConfig:
     arch: str = key("auto", "auto | mnist | linemod | subtomo (see dualcontrast.nn.presets)")
     decoder: str = key("mlp", "mlp (reference) | conv (conv-transpose)")
     output: str = key("auto", "auto (sigmoid for data in [0, 1], else linear) | sigmoid | linear")
-    encoder_options: dict[str, Any] = key(help="extra encoder settings", factory=dict)
-    decoder_options: dict[str, Any] = key(help="extra decoder settings", factory=dict)
-    params: dict[str, Any] = key(help="method-specific settings (baselines)", factory=dict)
+    encoder_options: dict[str, Any] = key(help="extra encoder settings", factory=dict)  # noqa: RUF009 (key() returns a field)
+    decoder_options: dict[str, Any] = key(help="extra decoder settings", factory=dict)  # noqa: RUF009 (key() returns a field)
+    params: dict[str, Any] = key(help="method-specific settings (baselines)", factory=dict)  # noqa: RUF009 (key() returns a field)
 
 
 @dataclass
@@ -114,7 +114,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    transform: dict[str, Any] = key(
+    transform: dict[str, Any] = key(  # noqa: RUF009 (key() returns a field)
         help="pair transformation: name (see dualcontrast.transforms) and its parameters",
         factory=lambda: {"name": "rotation", "max_angle": 90.0},
     )

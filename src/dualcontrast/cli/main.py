@@ -21,7 +21,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
     text says where the value comes from (usually the config), so nothing is appended."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
-        if action.default is None or isinstance(action.default, list) and not action.default:
+        if action.default is None or (isinstance(action.default, list) and not action.default):
             return action.help or ""
         return super()._get_help_string(action)
 

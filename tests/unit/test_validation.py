@@ -28,7 +28,7 @@ def test_out_of_range_values_name_the_key(override):
 
 
 def test_transform_parameters_are_type_checked():
-    with pytest.raises(ConfigError, match="transform.max_angle must be a number"):
+    with pytest.raises(ConfigError, match=r"transform\.max_angle must be a number"):
         build_config({"transform": {"max_angle": "abc"}})
     assert build_config({"transform": {"max_angle": "4.5e1"}}).transform["max_angle"] == 45.0
     with pytest.raises(ConfigError, match="unknown"):

@@ -22,87 +22,102 @@ from . import __version__
 from .errors import ConfigError
 
 
+def key(default: Any = None, help: str = "", *, factory: Any = None, low: float | None = None,
+        high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:
+    """A config field with its one-line help and allowed range (``[low, high]``; ``*_open`` excludes the end).
+
+    The metadata drives both ``build_config``'s checks and ``dualcontrast config``'s listing.
+    """
+    meta = {"help": help, "low": low, "high": high, "low_open": low_open, "high_open": high_open}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class DataConfig:
-    name: str = "shapes2d"  # built-in data set used when no path is given
-    path: str | None = None  # file or folder; see dualcontrast.data.loading
-    labels: str | None = None  # optional content labels file for unlabeled stacks
-    test_fraction: float = 0.1  # for data without its own split
-    split_seed: int = 0
-    normalize: str = "none"  # none | per_sample
-    max_samples: int | None = None  # random training subset (quick runs)
-    params: dict[str, Any] = field(default_factory=dict)  # built-in data set parameters
+    name: str = key("shapes2d", "built-in data set used when no path is given")
+    path: str | None = key(None, "data file or folder (see dualcontrast.data.loading)")
+    labels: str | None = key(None, "optional content labels file (.npy/.txt/.csv) for unlabeled stacks")
+    test_fraction: float = key(0.1, "test share for data without its own split", low=0, high=1,
+                               low_open=True, high_open=True)
+    split_seed: int = key(0, "seed of the random train/test split and of max_samples", low=0)
+    normalize: str = key("none", "none | per_sample")
+    max_samples: int | None = key(None, "random training subset (quick runs); null: all", low=1)
+    params: dict[str, Any] = key(help="built-in data set parameters", factory=dict)  # noqa: RUF009 (key() returns a field)
 
 
 @dataclass
 class ModelConfig:
-    name: str = "dualcontrast"
-    content_dim: int = 10
-    transform_dim: int = 10
-    arch: str = "auto"  # auto | mnist | linemod | subtomo (see dualcontrast.nn.presets)
-    decoder: str = "mlp"  # mlp (reference) | conv (conv-transpose)
-    output: str = "auto"  # auto (sigmoid for data in [0, 1], else linear) | sigmoid | linear
-    encoder_options: dict[str, Any] = field(default_factory=dict)
-    decoder_options: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)  # method-specific settings (baselines)
+    name: str = key("dualcontrast", "method (dualcontrast or a baseline, see dualcontrast train --help)")
+    content_dim: int = key(10, "size of the content code c", low=1)
+    transform_dim: int = key(10, "size of the transformation code z", low=1)
+    arch: str = key("auto", "auto | mnist | linemod | subtomo (see dualcontrast.nn.presets)")
+    decoder: str = key("mlp", "mlp (reference) | conv (conv-transpose)")
+    output: str = key("auto", "auto (sigmoid for data in [0, 1], else linear) | sigmoid | linear")
+    encoder_options: dict[str, Any] = key(help="extra encoder settings", factory=dict)  # noqa: RUF009 (key() returns a field)
+    decoder_options: dict[str, Any] = key(help="extra decoder settings", factory=dict)  # noqa: RUF009 (key() returns a field)
+    params: dict[str, Any] = key(help="method-specific settings (baselines)", factory=dict)  # noqa: RUF009 (key() returns a field)
 
 
 @dataclass
 class LossConfig:
     # "standard": correct Gaussian KL; "reference": the scripts' log-sigma KL (see METHOD.md).
-    kl: str = "standard"
-    gamma_c: float = 0.01
-    gamma_z: float = 0.01
-    kl_normalization: str = "pixels"  # pixels (reference scale) | sample
-    w_rec: float = 1.0  # the 3D reference script uses 3
+    kl: str = key("standard", "standard (Gaussian KL) | reference (the scripts' log-sigma KL)")
+    gamma_c: float = key(0.01, "KL weight of the content code", low=0)
+    gamma_z: float = key(0.01, "KL weight of the transformation code", low=0)
+    kl_normalization: str = key("pixels", "pixels (reference scale) | sample")
+    w_rec: float = key(1.0, "reconstruction weight (the 3D reference script uses 3)", low=0)
     # Weights of the four contrastive terms; each term is a mean over the batch.
-    w_c_pos: float = 1.0
-    w_c_neg: float = 1.0
-    w_z_pos: float = 1.0
-    w_z_neg: float = 1.0
+    w_c_pos: float = key(1.0, "weight of the content positive-pair term", low=0)
+    w_c_neg: float = key(1.0, "weight of the content negative-pair term", low=0)
+    w_z_pos: float = key(1.0, "weight of the transformation positive-pair term", low=0)
+    w_z_neg: float = key(1.0, "weight of the transformation negative-pair term", low=0)
     # "per_dim" multiplies every cosine term by 1/d as the reference scripts do (sum / (B*d)).
-    cosine_scale: str = "mean"
-    # Epochs over which the four cosine weights ramp linearly from 0 to their full value
-    # (0: full from the first step). Lets the encoder find content features by reconstruction
-    # before the pair terms act (see benchmarks/results/subtomo_quality.md).
-    contrastive_warmup: int = 0
-    vae_on_transformed: bool = True
+    cosine_scale: str = key("mean", "mean | per_dim (every cosine term times 1/d, as the reference)")
+    # Lets the encoder find content features by reconstruction before the pair terms act
+    # (see benchmarks/results/subtomo_quality.md).
+    contrastive_warmup: int = key(0, "epochs over which the cosine weights ramp from 0 (0: none)", low=0)
+    vae_on_transformed: bool = key(True, "also apply the VAE loss to the transformed copies")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 20
-    batch_size: int = 100
-    lr: float = 1e-4
-    lr_step: int = 50  # StepLR step size (epochs)
-    lr_gamma: float = 0.1
-    step: str = "fused"  # fused | reference (the published per-step procedure)
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    amp: bool = False  # bf16 autocast on CUDA
-    compile: bool = False  # torch.compile the networks
-    resident: str = "auto"  # keep the training set on the device: auto | always | never
-    progress: bool = True
-    eval_every: int = 0  # compute metrics every N epochs into eval_log.csv (0 = only at the end)
+    epochs: int = key(20, "training epochs", low=1)
+    batch_size: int = key(100, "samples per batch (>= 2: contrastive pairs need other samples)", low=2)
+    lr: float = key(1e-4, "Adam learning rate", low=0, high=1, low_open=True)
+    lr_step: int = key(50, "StepLR step size (epochs)", low=1)
+    lr_gamma: float = key(0.1, "StepLR factor", low=0, high=1, low_open=True)
+    step: str = key("fused", "fused | reference (the published per-step procedure)")
+    seed: int = key(0, "seed of initialisation and batches", low=0)
+    device: str = key("auto", "auto | cpu | cuda | cuda:N")
+    amp: bool = key(False, "bf16 autocast on CUDA")
+    compile: bool = key(False, "torch.compile the networks")
+    resident: str = key("auto", "keep the training set on the device: auto | always | never")
+    progress: bool = key(True, "show progress bars")
+    eval_every: int = key(0, "compute metrics every N epochs into eval_log.csv (0: only at the end)", low=0)
 
 
 @dataclass
 class EvalConfig:
-    batch_size: int = 500
-    max_fit_samples: int | None = 20000  # cap on samples for the logistic regressions
-    projection: str = "auto"  # auto (umap if installed, else tsne) | umap | tsne | pca | none
-    plot_samples: int = 2000
-    figures: bool = True
-    seed: int = 0
+    batch_size: int = key(500, "samples per batch when embedding", low=1)
+    max_fit_samples: int | None = key(20000, "cap on samples for the logistic regressions", low=2)
+    projection: str = key("auto", "auto (umap if installed, else tsne) | umap | tsne | pca | none")
+    plot_samples: int = key(2000, "points drawn in projection figures", low=1)
+    figures: bool = key(True, "draw figures")
+    seed: int = key(0, "seed of subsampling and projections", low=0)
 
 
 @dataclass
 class Config:
-    name: str | None = None
+    name: str | None = key(None, "run name recorded in the config")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
-    transform: dict[str, Any] = field(default_factory=lambda: {"name": "rotation", "max_angle": 90.0})
+    transform: dict[str, Any] = key(  # noqa: RUF009 (key() returns a field)
+        help="pair transformation: name (see dualcontrast.transforms) and its parameters",
+        factory=lambda: {"name": "rotation", "max_angle": 90.0},
+    )
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -202,12 +217,93 @@ def parse_override(text: str) -> dict[str, Any]:
 
 
 def build_config(*layers: dict[str, Any]) -> Config:
-    """Defaults updated by each layer in turn (later wins). Unknown keys raise ConfigError."""
+    """Defaults updated by each layer in turn (later wins). Unknown keys and values out of range
+    raise ConfigError."""
     cfg = Config()
     for layer in layers:
         if layer:
             _merge(cfg, layer, "")
+    for path, f, value in iter_keys(cfg):
+        _check_range(path, f, value)
+    _check_transform(cfg.transform)
     return cfg
+
+
+def iter_keys(obj: Any = None, where: str = "") -> list[tuple[str, dataclasses.Field, Any]]:
+    """Every leaf key of a config as ``(dotted path, field, value)``, in declaration order."""
+    obj = Config() if obj is None else obj
+    out = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = f"{where}.{f.name}" if where else f.name
+        if dataclasses.is_dataclass(value):
+            out += iter_keys(value, path)
+        else:
+            out.append((path, f, value))
+    return out
+
+
+def describe_range(f: dataclasses.Field) -> str:
+    """``"> 0"``, ``">= 1"``, ``"in (0, 1)"`` ... or ``""`` for a field without a range."""
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    lo = "(" if f.metadata.get("low_open") else "["
+    hi = ")" if f.metadata.get("high_open") else "]"
+    if low is not None and high is not None:
+        return f"in {lo}{low:g}, {high:g}{hi}"
+    if low is not None:
+        return f"{'>' if lo == '(' else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if hi == ')' else '<='} {high:g}"
+    return ""
+
+
+def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    too_low = low is not None and (value <= low if f.metadata.get("low_open") else value < low)
+    too_high = high is not None and (value >= high if f.metadata.get("high_open") else value > high)
+    if too_low or too_high:
+        raise ConfigError(f"{path} must be {describe_range(f)}, got {value!r}")
+
+
+def _check_transform(spec: dict[str, Any]) -> None:
+    """Type-check ``transform.*`` against the transform's constructor: a parameter whose default is
+    a number takes a number, a flag takes true/false, a text takes a string."""
+    import inspect
+
+    from .transforms import TRANSFORMS
+
+    name = spec.get("name")
+    if name is None:
+        raise ConfigError("transform.name is missing")
+    params = inspect.signature(TRANSFORMS.get(name)).parameters  # an unknown name is a ConfigError
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for key, value in spec.items():
+        if key == "name":
+            continue
+        if key not in params:
+            if takes_any:
+                continue
+            known = ", ".join(k for k, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL)
+            raise ConfigError(f"bad parameters for transform {name!r}: transform.{key} is not one of {known}")
+        default = params[key].default
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+            want = "true or false"
+        elif isinstance(default, (int, float)):
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):  # YAML 1.1 reads "5e-4" as a string
+                    value = spec[key] = float(value)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            want = "a number"
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+            want = "a string"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"transform.{key} must be {want}, got {value!r}")
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:

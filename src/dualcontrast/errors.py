@@ -24,3 +24,7 @@ class ConfigError(DualContrastError, ValueError):
 
 class RunDirError(DualContrastError, ValueError):
     """A run directory is missing, incomplete, or would be overwritten."""
+
+
+class DivergenceError(DualContrastError, FloatingPointError):
+    """Training produced a non-finite loss (learning rate too high, or data with extreme values)."""

@@ -5,11 +5,16 @@ The number of components is chosen by the Bayesian information criterion unless 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
+
+from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -17,6 +22,8 @@ class Clustering:
     labels: np.ndarray  # (N,) cluster index per sample
     k: int
     bic: dict[int, float] = field(default_factory=dict)  # k -> BIC of each candidate tried
+    # BIC chose the largest k tried while more were possible: the true number may be larger.
+    at_bound: bool = False
 
 
 def gmm_cluster(
@@ -38,6 +45,10 @@ def gmm_cluster(
     fit_rows = x
     if max_fit_samples is not None and n > max_fit_samples:
         fit_rows = x[np.random.default_rng(seed).choice(n, max_fit_samples, replace=False)]
+    if k is not None and not 1 <= k <= n:
+        raise ConfigError(f"k={k} clusters: must be between 1 and the number of samples ({n})")
+    if k is None and k_max < 1:
+        raise ConfigError(f"k_max={k_max}: BIC needs at least one candidate (k_max >= 1)")
     candidates = [k] if k is not None else list(range(1, min(k_max, len(fit_rows)) + 1))
     best: tuple[float, GaussianMixture] | None = None
     bics: dict[int, float] = {}
@@ -49,7 +60,14 @@ def gmm_cluster(
         if best is None or bics[kk] < best[0]:
             best = (bics[kk], gmm)
     assert best is not None
-    return Clustering(labels=best[1].predict(x), k=best[1].n_components, bic=bics)
+    chosen = best[1].n_components
+    at_bound = k is None and len(candidates) > 1 and chosen == candidates[-1] and candidates[-1] < len(fit_rows)
+    if at_bound:
+        log.warning(
+            "BIC chose k=%d, the largest k tried (BIC still falling): the data may hold more "
+            "clusters; widen the search with --k-max (or k_max) above %d", chosen, chosen,
+        )
+    return Clustering(labels=best[1].predict(x), k=chosen, bic=bics, at_bound=at_bound)
 
 
 def cluster_within(
@@ -74,7 +92,8 @@ def cluster_within(
         if len(idx) < min_size:
             result = Clustering(labels=np.zeros(len(idx), dtype=np.int64), k=1)
         else:
-            result = gmm_cluster(codes[idx], k, k_max=k_max, seed=seed)
+            # A given k is capped per group: a small identity cannot hold more conformations than members.
+            result = gmm_cluster(codes[idx], None if k is None else min(k, len(idx)), k_max=k_max, seed=seed)
         per_group[int(g)] = result
         labels[idx] = result.labels + offset
         offset += result.k

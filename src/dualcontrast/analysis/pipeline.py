@@ -92,6 +92,7 @@ def analyze_run(
     doc["content_clusters"] = {
         "k": content.k,
         "bic": content.bic,
+        "k_at_bound": content.at_bound,
         "sizes": np.bincount(content.labels).tolist(),
     }
     if CONTENT in data.factors:
@@ -105,6 +106,7 @@ def analyze_run(
         labels["conformation_cluster"] = conf
         doc["conformation_clusters"] = {
             "k_per_content_cluster": {str(c): r.k for c, r in per_cluster.items()},
+            "k_at_bound": sorted(str(c) for c, r in per_cluster.items() if r.at_bound),
             "sizes": np.bincount(conf).tolist(),
         }
         truth_conf = conformation_truth(data.factors)

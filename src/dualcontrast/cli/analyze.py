@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 
+from .argtypes import non_negative_int, positive_int
 from .common import add_device_arg
 
 log = logging.getLogger(__name__)
@@ -24,14 +25,14 @@ log = logging.getLogger(__name__)
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--k", type=int, help="number of content clusters (default: chosen by BIC)")
-    p.add_argument("--k-max", type=int, default=10, help="largest k tried by BIC")
-    p.add_argument("--k-z", type=int, help="conformation clusters per content cluster (default: BIC)")
-    p.add_argument("--k-z-max", type=int, default=8)
-    p.add_argument("--projection", choices=["auto", "umap", "tsne", "pca", "none"], default="auto")
-    p.add_argument("--max-particles", type=int, default=1000, help="particles aligned per cluster average")
-    p.add_argument("--iterations", type=int, default=3, help="alignment iterations")
-    p.add_argument("--rotations", type=int, default=1000, help="global SO(3) search grid size")
+    p.add_argument("--k", type=positive_int, help="number of content clusters (default: chosen by BIC)")
+    p.add_argument("--k-max", type=positive_int, default=10, help="largest k tried by BIC")
+    p.add_argument("--k-z", type=positive_int, help="conformation clusters per content cluster (default: BIC)")
+    p.add_argument("--k-z-max", type=positive_int, default=8, help="largest conformation k tried by BIC per content cluster")
+    p.add_argument("--projection", choices=["auto", "umap", "tsne", "pca", "none"], default="auto", help="2D projection of the codes in the figures")
+    p.add_argument("--max-particles", type=positive_int, default=1000, help="particles aligned per cluster average")
+    p.add_argument("--iterations", type=positive_int, default=3, help="alignment iterations")
+    p.add_argument("--rotations", type=positive_int, default=1000, help="global SO(3) search grid size")
     p.add_argument("--no-average", action="store_true", help="skip averages, FSC and STAR export")
     p.add_argument("--no-export", action="store_true", help="skip particle stacks and STAR files")
     p.add_argument(
@@ -39,7 +40,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="RELION project folder: exported image paths are written relative to it (default: STAR input "
         "keeps its own names; other input is named relative to the run directory)",
     )  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the clustering and projections")
     add_device_arg(p)
 
 

@@ -63,9 +63,9 @@ def add_args(p: argparse.ArgumentParser) -> None:
         help="budget preset (default auto: full where a CUDA device is used, else cpu-hour)",
     )
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F", help="multiply every epoch count")
-    p.add_argument("--methods", metavar="A,B", help="train only these methods")
-    p.add_argument("--datasets", metavar="A,B", help="train only these data sets")
-    p.add_argument("--seeds", type=_seeds, metavar="0,1", help="train only these seeds")
+    p.add_argument("--methods", metavar="A,B", help="train only these methods (default: all)")
+    p.add_argument("--datasets", metavar="A,B", help="train only these data sets (default: all)")
+    p.add_argument("--seeds", type=_seeds, metavar="0,1", help="train only these seeds (default: all)")
     add_device_arg(p)
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--mnist", metavar="NPZ", help="MNIST file (default: the path in configs/mnist.yaml)")
@@ -75,7 +75,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         dest="overrides",
-        help="extra config setting for every run, e.g. --set train.amp=true (repeatable)",
+        help="extra config setting for every run, e.g. --set train.amp=true (repeatable; default: none)",
     )
     p.add_argument(
         "--workdir", metavar="DIR", help="run directories (default runs/benchmark-<suite>-<budget>)"

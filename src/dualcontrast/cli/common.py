@@ -12,14 +12,14 @@ from ..workflow import resolve_config as resolve
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", action="append", default=[],
-                   help="config file (see configs/); repeat to layer files; flags override them")
+                   help="config file (see configs/ and `dualcontrast config`); repeat to layer files; flags override them (default: none)")
     p.add_argument(
         "--set",
         metavar="KEY=VALUE",
         action="append",
         default=[],
         dest="overrides",
-        help="override any config key, e.g. --set loss.gamma_c=0.02 (repeatable)",
+        help="override any config key, e.g. --set loss.gamma_c=0.02 (repeatable; keys: `dualcontrast config`; default: none)",
     )
 
 

@@ -23,7 +23,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", metavar="PATH", help="data to embed (default: the run's train and test data)")
     p.add_argument("--normalize", choices=["none", "per_sample"], help="default: as in training")
     p.add_argument("-o", "--output", metavar="NPZ", help="output file (default RUN/embeddings[_<data>].npz)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="samples per batch (default: the run's eval.batch_size)")
     add_device_arg(p)
 
 

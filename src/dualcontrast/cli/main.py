@@ -13,7 +13,17 @@ import sys
 from .. import __version__
 from ..errors import DualContrastError
 
-COMMANDS = ["train", "embed", "evaluate", "analyze", "simulate", "benchmark"]
+COMMANDS = ["train", "embed", "evaluate", "analyze", "simulate", "benchmark", "config"]
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the examples' layout and appends each flag's default; a None default means the help
+    text says where the value comes from (usually the config), so nothing is appended."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default is None or (isinstance(action.default, list) and not action.default):
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _available() -> list[tuple[str, object]]:
@@ -37,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             help=doc.splitlines()[0],
             description=doc,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=_HelpFormatter,
         )
         p.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
         p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")

@@ -19,28 +19,30 @@ import argparse
 import logging
 from pathlib import Path
 
+from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help=".h5 / .hdf5, or .mrcs (+ .star)")
-    p.add_argument("--maps", nargs="+", metavar="[ID:STATE=]PATH", help="MRC maps / PDB / mmCIF models")
-    p.add_argument("--states", type=int, default=4, help="conformational states per built-in phantom")
-    p.add_argument("--n-per-map", type=int, default=500, help="copies of each map")
-    p.add_argument("--box", type=int, default=32, help="box size in voxels")
-    p.add_argument("--voxel-size", type=float, default=1.0, help="nm per voxel")
-    p.add_argument("--snr", type=float, default=0.1, help="signal variance / noise variance (0: no noise)")
-    p.add_argument("--snr-mode", choices=["global", "per_particle"], default="global")
-    p.add_argument("--max-shift", type=float, default=2.0, help="random shift range, voxels per axis")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help=".h5 / .hdf5, or .mrcs (+ .star); required")
+    p.add_argument("--maps", nargs="+", metavar="[ID:STATE=]PATH", help="MRC maps / PDB / mmCIF models (default: the built-in phantoms)")
+    p.add_argument("--states", type=positive_int, default=4, help="conformational states per built-in phantom")
+    p.add_argument("--n-per-map", type=positive_int, default=500, help="copies of each map")
+    p.add_argument("--box", type=positive_int, default=32, help="box size in voxels")
+    p.add_argument("--voxel-size", type=positive_float, default=1.0, help="nm per voxel")
+    p.add_argument("--snr", type=non_negative_float, default=0.1, help="signal variance / noise variance (0: no noise)")
+    p.add_argument("--snr-mode", choices=["global", "per_particle"], default="global", help="one noise level for all copies, or per copy")
+    p.add_argument("--max-shift", type=non_negative_float, default=2.0, help="random shift range, voxels per axis")
     p.add_argument("--defocus", type=float, default=-5.0, help="defocus in um (negative: underfocus)")
-    p.add_argument("--defocus-spread", type=float, default=0.0, help="per-copy defocus spread (um)")
-    p.add_argument("--cs", type=float, default=1.7, help="spherical aberration in mm")
-    p.add_argument("--voltage", type=float, default=300.0, help="kV")
-    p.add_argument("--amplitude-contrast", type=float, default=0.1)
+    p.add_argument("--defocus-spread", type=non_negative_float, default=0.0, help="per-copy defocus spread (um)")
+    p.add_argument("--cs", type=non_negative_float, default=1.7, help="spherical aberration in mm")
+    p.add_argument("--voltage", type=positive_float, default=300.0, help="kV")
+    p.add_argument("--amplitude-contrast", type=non_negative_float, default=0.1, help="amplitude contrast fraction")
     p.add_argument("--no-ctf", action="store_true", help="skip the CTF")
-    p.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="missing wedge, degrees")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--tilt-range", type=float, nargs=2, metavar=("MIN", "MAX"), help="missing wedge, degrees (default: no wedge)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
 
 
 def parse_map_args(specs: list[str]) -> dict[tuple[str, str], Path] | list[Path]:

@@ -18,6 +18,7 @@ import argparse
 import logging
 
 from ..errors import ConfigError
+from .argtypes import non_negative_int, positive_float, positive_int
 from .common import add_config_args, add_device_arg, resolve_config
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,17 @@ FLAGS = {
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", metavar="PATH|NAME", help="data file/folder, or a built-in data set name")
-    p.add_argument("--labels", metavar="FILE", help="content labels (.npy/.txt/.csv) for an unlabeled stack")
+    p.add_argument("--data", metavar="PATH|NAME", help="data file/folder, or a built-in data set name (default: shapes2d)")
+    p.add_argument("--labels", metavar="FILE", help="content labels (.npy/.txt/.csv) for an unlabeled stack (default: none)")
     from ..models import MODELS
 
     p.add_argument("--model", help="method (default dualcontrast): " + ", ".join(MODELS.names()))
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--step", choices=["fused", "reference"], help="training step implementation")
-    p.add_argument("--name", help="run name recorded in the config")
+    p.add_argument("--epochs", type=positive_int, help="training epochs (default: train.epochs, 20)")
+    p.add_argument("--batch-size", type=positive_int, help="samples per batch, >= 2 (default: train.batch_size, 100)")
+    p.add_argument("--lr", type=positive_float, help="learning rate (default: train.lr, 1e-4)")
+    p.add_argument("--seed", type=non_negative_int, help="random seed (default: train.seed, 0)")
+    p.add_argument("--step", choices=["fused", "reference"], help="training step implementation (default: train.step, fused)")
+    p.add_argument("--name", help="run name recorded in the config (default: none)")
     add_device_arg(p)
     add_config_args(p)
     p.add_argument("-o", "--outdir", metavar="RUN", help="run directory (default runs/<data>-<model>-<time>)")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, DualContrastError
 from ..registry import Registry
 from .base import CONTENT, Dataset, DataSplits, split_dataset
 
@@ -57,6 +57,37 @@ def _loader(module: str, function: str) -> Callable[[Path], Dataset | DataSplits
     return getattr(importlib.import_module(f"dualcontrast.data.{module}"), function)
 
 
+def _read(path: Path, module: str, function: str) -> Dataset | DataSplits:
+    """Run a loader and check what it returns, so a damaged file ends in a DataError naming it."""
+    try:
+        loaded = _loader(module, function)(path)
+        for data in (loaded.train, loaded.test) if isinstance(loaded, DataSplits) else (loaded,):
+            _check_factors(path, data)
+        return loaded
+    except DualContrastError:
+        raise
+    except MemoryError:
+        raise DataError(path, "header declares more data than fits in memory (damaged file?)") from None
+    # A corrupted file can make a parser (numpy's header tokenizer, zip, HDF5, pickle) raise almost
+    # anything; every such failure means the file cannot be read, not a bug to show as a traceback.
+    except Exception as e:
+        raise DataError(path, f"cannot be read ({type(e).__name__}: {e})") from None
+
+
+def _check_factors(path: Path, data: Dataset) -> None:
+    """Content labels must be class numbers or names; float labels would only fail at scoring time."""
+    labels = data.factors.get(CONTENT)
+    if labels is None:
+        return
+    labels = np.asarray(labels)
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataError(path, "content labels must be integers (class numbers), found non-integer values")
+        data.factors[CONTENT] = labels.astype(np.int64)
+    elif not (np.issubdtype(labels.dtype, np.integer) or labels.dtype.kind in "USO" or labels.dtype == bool):
+        raise DataError(path, f"content labels must be integers or names, got dtype {labels.dtype}")
+
+
 def load_path(path: str | Path) -> Dataset | DataSplits:
     """Read a data file or folder into a :class:`Dataset` (or ready-made splits)."""
     p = Path(path)
@@ -66,16 +97,16 @@ def load_path(path: str | Path) -> Dataset | DataSplits:
     if p.is_dir():
         files = [f for f in p.iterdir() if f.is_file()]
         if any(_is_idx(f) for f in files):
-            return _loader("images", "load_idx")(p)
+            return _read(p, "images", "load_idx")
         if any(f.suffix.lower() in (".mrc", ".map") for f in files):
-            return _loader("volumes", "load_mrc_folder")(p)
-        return _loader("images", "load_image_folder")(p)
+            return _read(p, "volumes", "load_mrc_folder")
+        return _read(p, "images", "load_image_folder")
     if p.stat().st_size == 0:
         raise DataError(p, "file is empty")
     if _is_idx(p):
-        return _loader("images", "load_idx")(p)
+        return _read(p, "images", "load_idx")
     if suffix in _LOADERS:
-        return _loader(*_LOADERS[suffix])(p)
+        return _read(p, *_LOADERS[suffix])
     if suffix in _IMAGE_SUFFIXES:
         raise DataError(p, "a single image is not a data set; pass the folder that holds the images")
     known = ", ".join(sorted(_LOADERS))
@@ -92,12 +123,14 @@ def load_labels(path: str | Path, n: int) -> np.ndarray:
             labels = np.load(p, allow_pickle=False)
         else:
             labels = np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None)
-    except (ValueError, OSError) as e:
-        raise DataError(p, f"cannot read labels: {e}") from None
+    except Exception as e:  # a damaged file can make the parsers raise almost anything
+        raise DataError(p, f"cannot read labels ({type(e).__name__}: {e})") from None
     labels = np.asarray(labels).reshape(-1)
     if labels.shape[0] != n:
         raise DataError(p, f"has {labels.shape[0]} labels but the data has {n} samples")
-    if np.issubdtype(labels.dtype, np.floating) and np.all(labels == np.round(labels)):
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise DataError(p, "labels must be integers (class numbers), found non-integer values")
         labels = labels.astype(np.int64)
     return labels
 

@@ -135,6 +135,28 @@ def _within_content(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *
     return out
 
 
+# Below this many samples per class (in either split) a logistic-regression accuracy moves by
+# several points between seeds: the score is reported but flagged.
+MIN_PER_CLASS = 20
+
+
+def small_samples(
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], min_per_class: int = MIN_PER_CLASS
+) -> dict[str, dict[str, int]]:
+    """``{split/factor: {class: count}}`` for every labelled class with fewer than ``min_per_class``
+    samples; empty when every score rests on enough samples."""
+    out: dict[str, dict[str, int]] = {}
+    for split, arrays in (("train", train), ("test", test)):
+        for factor in (CONTENT, TRANSFORM):
+            if factor not in arrays:
+                continue
+            values, counts = np.unique(arrays[factor], return_counts=True)
+            few = {str(v): int(c) for v, c in zip(values, counts, strict=True) if c < min_per_class}
+            if few:
+                out[f"{split}/{factor}"] = few
+    return out
+
+
 def flat_scores(scores: dict[str, Any]) -> dict[str, float]:
     """One level of float scores: ``within_content[k][m]`` becomes ``"m@content=k"``."""
     flat: dict[str, float] = {}

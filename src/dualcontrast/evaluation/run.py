@@ -18,7 +18,7 @@ from ..report import write_report
 from ..training.rundir import RunDir
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
-from .metrics import PROTOCOL, disentanglement_metrics, flat_scores
+from .metrics import MIN_PER_CLASS, PROTOCOL, disentanglement_metrics, flat_scores, small_samples
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ def write_metrics(
         "protocol": {**PROTOCOL, "max_fit_samples": cfg.eval.max_fit_samples, "seed": cfg.eval.seed},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    few = small_samples(dict(splits.train.factors), dict(splits.test.factors))
+    if few:
+        doc["small_sample_warning"] = {"min_per_class": MIN_PER_CLASS, "classes": few}
+        log.warning(
+            "scores rest on classes with fewer than %d samples (%s): treat them as rough",
+            MIN_PER_CLASS, "; ".join(f"{k}: {len(v)} classes" for k, v in few.items()),
+        )
     tmp = run.metrics.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.replace(run.metrics)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.base import Dataset
+from ..errors import ConfigError
 from .memory import PageReleaser
 
 # Keep a data set resident on the CPU only up to this size (it is a copy of the data).
@@ -80,8 +81,9 @@ class BatchSource:
             self.tensor = torch.from_numpy(data.batch(np.arange(len(data)))).to(device)
         per_rank = len(data) // world_size
         if per_rank < batch_size:
-            raise ValueError(
+            raise ConfigError(
                 f"{data.source}: {len(data)} training samples are fewer than one batch of {batch_size}"
+                f" (lower --batch-size / train.batch_size)"
                 + (f" per process ({world_size} processes)" if world_size > 1 else "")
             )
 

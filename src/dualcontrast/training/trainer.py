@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.base import DataSplits
-from ..errors import ConfigError, RunDirError
+from ..errors import ConfigError, DivergenceError, RunDirError
 from ..models import DisentanglementModel, build_model
 from . import distributed
 from .batches import BatchSource
@@ -292,8 +292,10 @@ class Trainer:
             means = self._epoch_means(sums)
             for k, v in means.items():
                 if not np.isfinite(v):
-                    raise FloatingPointError(
-                        f"loss term {k!r} became {v} in epoch {epoch + 1}; lower train.lr"
+                    raise DivergenceError(
+                        f"loss term {k!r} became {v} in epoch {epoch + 1}: training diverged; lower "
+                        f"train.lr (now {lr:g}), or, if the data holds extreme values, scale them "
+                        f"(data.normalize=per_sample)"
                     )
             seconds = time.perf_counter() - t0
             rng_ranks = None

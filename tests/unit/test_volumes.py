@@ -67,6 +67,28 @@ def test_mrc_volumes_concatenated_along_z(tmp_path, stack):
     np.testing.assert_array_equal(_all(data)[:, 0], stack)
 
 
+def test_mrc_axis_order_other_than_xyz_is_refused(tmp_path, stack):
+    # Read as if standard, a (y, x, z) file would be silently transposed in every volume.
+    path = _write_mrc(tmp_path / "v.mrcs", stack)
+    with mrcfile.open(path, mode="r+") as mrc:
+        mrc.header.mapc, mrc.header.mapr, mrc.header.maps = 2, 1, 3
+    with pytest.raises(DataError, match=r"mapc/mapr/maps = \(2, 1, 3\)"):
+        vol.load_mrc(path)
+
+
+def test_mrc_anisotropic_voxels_are_refused(tmp_path, stack):
+    path = _write_mrc(tmp_path / "v.mrcs", stack)
+    with mrcfile.open(path, mode="r+") as mrc:
+        mrc.voxel_size = (10.0, 10.0, 12.0)
+    with pytest.raises(DataError, match="anisotropic voxels"):
+        vol.load_mrc(path)
+    # An image stack's z cell spans the stack: only x and y must agree.
+    images = _write_mrc(tmp_path / "i.mrcs", stack[0])
+    with mrcfile.open(images, mode="r+") as mrc:
+        mrc.voxel_size = (10.0, 10.0, 1.0)
+    assert vol.load_mrc(images).x.shape == (8, 1, 8, 8)
+
+
 def test_single_volume_is_not_a_data_set(tmp_path, stack):
     with pytest.raises(DataError, match="single volume"):
         vol.load_mrc(_write_mrc(tmp_path / "one.mrc", stack[0]))

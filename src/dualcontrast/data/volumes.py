@@ -130,7 +130,8 @@ def _open_header(path: Path):
 
     try:
         with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-            return mrc.header.copy(), float(mrc.voxel_size.x)
+            vs = mrc.voxel_size
+            return mrc.header.copy(), (float(vs.x), float(vs.y), float(vs.z))
     except (ValueError, OSError, EOFError, TypeError) as e:
         raise DataError(path, f"not a valid MRC file (corrupt or unsupported header: {e})") from None
 
@@ -140,7 +141,16 @@ def mrc_layout(path: str | Path) -> MrcLayout:
     import mrcfile.utils as mu
 
     p = Path(path)
-    header, voxel = _open_header(p)
+    header, voxels = _open_header(p)
+    axes = (int(header.mapc), int(header.mapr), int(header.maps))
+    # The samples are read straight from the file in (section, row, column) order: only the
+    # standard axis order puts x in the columns. Other orders are rare (old CCP4 maps); reading them
+    # as if standard would silently transpose every volume.
+    if axes != (1, 2, 3):
+        raise DataError(
+            p, f"axis order mapc/mapr/maps = {axes}, only 1/2/3 (x in columns, z in sections) is read; "
+            "rewrite the file in standard order (e.g. relion_image_handler --i IN --o OUT)"
+        )  # fmt: skip
     try:
         dtype = mu.data_dtype_from_header(header)
         shape = tuple(int(s) for s in mu.data_shape_from_header(header))
@@ -156,7 +166,15 @@ def mrc_layout(path: str | Path) -> MrcLayout:
     if size < needed:
         raise DataError(p, f"file is truncated: the header describes {needed} bytes but the file has {size}")
     count, sample = _split_samples(p, shape, int(header.ispg))
-    return MrcLayout(str(p), offset, dtype, count, sample, voxel)
+    # An image stack's z cell (or that of volumes stacked along z) spans the stack, not one sample.
+    whole = len(sample) == 3 and (len(shape) == 4 or count == 1)
+    in_sample = voxels if whole else voxels[:2]
+    if min(in_sample) > 0 and max(in_sample) > min(in_sample) * 1.001:
+        raise DataError(
+            p, "anisotropic voxels (x, y, z = " + ", ".join(f"{v:g}" for v in in_sample) + " A): the "
+            "models assume cubic voxels; resample the data to one voxel size first"
+        )  # fmt: skip
+    return MrcLayout(str(p), offset, dtype, count, sample, voxels[0])
 
 
 def _split_samples(p: Path, shape: tuple[int, ...], ispg: int) -> tuple[int, tuple[int, ...]]:

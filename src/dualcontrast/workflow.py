@@ -394,8 +394,14 @@ def run_summary(run: RunDir, metrics: dict[str, Any] | None) -> str:
     lines = [f"run {run.root} finished"]
     if metrics is not None:
         lines += ["  " + s for s in describe_scores(metrics["scores"])] or ["  no labels to score"]
-    written = [p for p in (run.config, run.last_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics)
-               if p.exists()]  # fmt: skip
+        few = metrics.get("small_sample_warning")
+        if few:
+            lines.append(
+                f"  caution: some classes have fewer than {few['min_per_class']} samples "
+                f"({', '.join(few['classes'])}): these scores are rough"
+            )
+    written = [p for p in (run.config, run.last_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics,
+                           run.root / "report.html") if p.exists()]  # fmt: skip
     written += sorted(run.figures.glob("*.png")) if run.figures.is_dir() else []
     lines.append("  wrote: " + ", ".join(str(p.relative_to(run.root)) for p in written))
     lines += [

@@ -11,6 +11,7 @@ from dualcontrast.workflow import (
     describe_scores,
     resolve_config,
     resume_changes,
+    run_summary,
 )
 
 
@@ -63,3 +64,14 @@ def test_scores_in_words():
         "content code predicts the content class: 0.95 (higher is better)",
         "transformation code predicts the content class: 0.21 (lower is better)",
     ]
+
+
+def test_summary_flags_scores_on_small_classes(tmp_path):
+    from dualcontrast.training import RunDir
+
+    run = RunDir.create(tmp_path / "run")
+    (run.root / "report.html").write_text("<html></html>")
+    metrics = {"scores": {"d_c_c": 0.9}, "small_sample_warning": {"min_per_class": 20, "classes": {"test/content": {"3": 4}}}}
+    text = run_summary(run, metrics)
+    assert "fewer than 20 samples (test/content)" in text and "report.html" in text
+    assert "caution" not in run_summary(run, {"scores": {"d_c_c": 0.9}})

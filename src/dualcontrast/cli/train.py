@@ -1,7 +1,7 @@
 """Train a model and write a run directory (config, checkpoints, log, embeddings, metrics, figures).
 
 With neither --data nor --config it trains DualContrast on a small version of the built-in 2D
-data set ``shapes2d`` (about 2 minutes on a 2-core CPU; configs/shapes2d_quality.yaml is the long
+data set ``shapes2d`` (about 3 minutes on a 2-core CPU; configs/shapes2d_quality.yaml is the long
 setting).
 
 examples:

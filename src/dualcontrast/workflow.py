@@ -373,8 +373,8 @@ _SCORE_WORDS = {
     "d_c_z": ("transformation code predicts the content class", "lower is better"),
     "d_z_z": ("transformation code predicts the transformation", "higher is better"),
     "d_z_c": ("content code predicts the transformation", "lower is better"),
-    "sap_c": ("one content dimension alone separates the classes (SAP)", "higher is better"),
-    "sap_z": ("one transformation dimension alone separates the transformations (SAP)", "higher is better"),
+    "sap_c": ("separation for content, |D(c|c) - D(c|z)| (SAP)", "higher is better"),
+    "sap_z": ("separation for transformation, |D(z|z) - D(z|c)| (SAP)", "higher is better"),
     "ari_c": ("clusters of the content code match the classes (ARI)", "higher is better"),
 }
 

@@ -28,12 +28,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .config import Config, build_config, load_config, load_yaml, save_config
-from .data import CONTENT, Dataset, DataSplits, check_finite, load_data, load_path, split_dataset
+from .data import CONTENT, Dataset, DataSplits, check_finite, load_path, split_dataset
 from .errors import ConfigError, DataError
 from .evaluation import embed as embed_codes
 from .evaluation.run import evaluate_run, periodic_eval
 from .models import DisentanglementModel
 from .training import RunDir, Trainer, load_trained_model, resolve_device
+from .workflow import load_splits
 
 __all__ = ["DualContrast", "Run", "load_run"]
 
@@ -342,11 +343,7 @@ class DualContrast(BaseEstimator):
             if y is not None:
                 raise DataError(X, "labels (y) are not accepted with a path; put them in the file")
             cfg.data.path = str(X)
-            d = cfg.data
-            splits = load_data(
-                d.path, name=d.name, labels=d.labels, test_fraction=d.test_fraction,
-                split_seed=d.split_seed, normalize=d.normalize, max_samples=d.max_samples,
-            )  # fmt: skip
+            splits = load_splits(cfg)
         elif isinstance(X, DataSplits):
             if y is not None:
                 raise DataError(X.train.source, "labels (y) are not accepted with ready-made splits")

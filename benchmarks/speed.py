@@ -47,7 +47,8 @@ from dualcontrast.config import build_config, load_yaml
 from dualcontrast.data import BUILTIN_DATASETS, Dataset, load_data
 from dualcontrast.evaluation import d_score, embed_splits, split_view
 from dualcontrast.models import build_model
-from dualcontrast.training import RunDir, Trainer, apply_runtime, resolve_device, rng_state, set_rng_state
+from dualcontrast.rundir import RunDir
+from dualcontrast.training import Trainer, apply_runtime, resolve_device, rng_state, set_rng_state
 from dualcontrast.training.runtime import cpu_model
 from dualcontrast.training.trainer import bf16_supported
 from dualcontrast.workflow import load_splits

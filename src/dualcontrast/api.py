@@ -31,10 +31,11 @@ from .config import Config, build_config, load_config, load_yaml, save_config
 from .data import CONTENT, Dataset, DataSplits, check_finite, load_path, split_dataset
 from .errors import ConfigError, DataError
 from .evaluation import embed as embed_codes
-from .evaluation.run import evaluate_run, periodic_eval
-from .models import DisentanglementModel
-from .training import RunDir, Trainer, load_trained_model, resolve_device
-from .workflow import load_splits
+from .evaluation.run import periodic_eval
+from .models import DisentanglementModel, load_trained_model
+from .rundir import RunDir
+from .training import Trainer, resolve_device
+from .workflow import load_splits, write_evaluation
 
 __all__ = ["DualContrast", "Run", "load_run"]
 
@@ -262,7 +263,7 @@ def train_in_run_dir(
     save_config(cfg, run.config, command=command)
     state = trainer.fit()
     if evaluate:
-        evaluate_run(run, cfg, state.model, splits, device, epoch=state.epoch)
+        write_evaluation(run, cfg, state.model, splits, device, epoch=state.epoch)
     opened = Run(root, device=str(device))
     state.model.eval()
     opened._model, opened._sample_shape = state.model, splits.sample_shape

@@ -21,6 +21,9 @@ import yaml
 from . import __version__
 from .errors import ConfigError
 
+#: the ready-made config files, shipped as package data (``configs/`` at the repository root links here)
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+
 
 def key(default: Any = None, help: str = "", *, factory: Any = None, low: float | None = None,
         high: float | None = None, low_open: bool = False, high_open: bool = False) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .config import Config, build_config, load_config, load_yaml, parse_override, read_meta, save_config
 from .errors import ConfigError
-from .training.rundir import RunDir
+from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,6 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
 
     import torch.distributed as dist
 
-    from .evaluation.run import evaluate_run as write_evaluation
     from .evaluation.run import periodic_eval
     from .training import Trainer
 
@@ -331,12 +330,24 @@ def _discard(run: RunDir, whole: bool) -> None:
 # --------------------------------------------------------------------------- evaluate / analyze
 
 
+def write_evaluation(run: RunDir, cfg: Config, model, splits, device, *, epoch: int,
+                     figures: bool = True) -> dict[str, Any]:  # fmt: skip
+    """Embeddings, metrics and figures of a trained ``model`` into ``run``, then its report.html
+    (refreshed every time: never a page with stale metrics). Returns metrics.json's content."""
+    from .evaluation.run import evaluate_run as evaluate_model
+    from .report import write_report
+
+    doc = evaluate_model(run, cfg, model, splits, device, epoch=epoch, figures=figures)
+    write_report(run.root, projection=None if figures and cfg.eval.figures else "none")
+    return doc
+
+
 def evaluate_run(path: str | Path, *, device: str | None = None, figures: bool = True) -> dict[str, Any]:
     """Score a trained run (finished or interrupted: its last checkpoint) into its directory:
     embeddings.npz, metrics.json and (``figures``) figures/. Returns metrics.json's content.
     ``device``: default the run's ``train.device``."""
-    from .evaluation.run import evaluate_run as write_evaluation
-    from .training import load_trained_model, resolve_device
+    from .models import load_trained_model
+    from .training import resolve_device
 
     run, cfg = open_run(path)
     dev = resolve_device(device or cfg.train.device)
@@ -354,7 +365,7 @@ def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) 
     """
     from .analysis.pipeline import AnalyzeOptions, device_for, run_truth_and_ctf
     from .analysis.pipeline import analyze_run as write_analysis
-    from .training import load_trained_model
+    from .models import load_trained_model
 
     run, cfg = open_run(path)
     dev = device_for(cfg, device)

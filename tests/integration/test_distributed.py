@@ -95,7 +95,8 @@ def _worker(out: Path) -> None:
 
     from dualcontrast.config import build_config
     from dualcontrast.data import load_data
-    from dualcontrast.training import RunDir, Trainer
+    from dualcontrast.rundir import RunDir
+    from dualcontrast.training import Trainer
     from dualcontrast.training.distributed import GradientAverager, init_distributed, shutdown
 
     ctx = init_distributed("cpu")

@@ -448,7 +448,7 @@ def test_spatial_vae_elbo_terms():
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["simclr-gen", "harmony", "spatial-vae"])
 def test_transfer_grid_decodes_content_with_other_poses(name, tmp_path):
-    from dualcontrast.analysis.figures import transfer_grid
+    from dualcontrast.evaluation.figures import transfer_grid
 
     torch.manual_seed(0)
     m = make(name, (1, 16, 16))

@@ -32,8 +32,7 @@ from dualcontrast.models.vitae import (
     upsample_velocity,
     warp_by_velocity,
 )
-from dualcontrast.training.checkpoint import atomic_save
-from dualcontrast.training.rundir import RunDir
+from dualcontrast.rundir import RunDir, atomic_save
 from dualcontrast.training.trainer import build_state
 from dualcontrast.transforms import rotate_2d
 

@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from dualcontrast.benchmark.report import collect_records, summarize, write_report
+from dualcontrast.benchmark.runner import plan_suite, run_suite
+from dualcontrast.benchmark.suites import BUDGETS, SUITES, Suite, scale_epochs
 from dualcontrast.errors import ConfigError, RunDirError
-from dualcontrast.evaluation.benchmark import (
-    BUDGETS,
-    SUITES,
-    Suite,
-    plan_suite,
-    run_suite,
-    scale_epochs,
-)
-from dualcontrast.evaluation.benchmark_report import collect_records, summarize, write_report
 
 
 def _sets(argv) -> dict[str, str]:
@@ -180,8 +174,8 @@ def test_table_mean_std_missing_failed_unsupported(tmp_path):
 
 
 def test_sap_sentence_says_who_leads_and_whether_clearly():
-    from dualcontrast.evaluation.benchmark import DATASETS
-    from dualcontrast.evaluation.benchmark_report import MethodRow, Stat, sap_sentence
+    from dualcontrast.benchmark.report import MethodRow, Stat, sap_sentence
+    from dualcontrast.benchmark.suites import DATASETS
 
     def row(method, mean, std):
         return MethodRow(method, "done", stats={"sap_c": Stat(mean, std, 3)})
@@ -209,7 +203,7 @@ def test_summarize():
 
 
 def test_finished_runs_are_skipped(tmp_path, monkeypatch):
-    import dualcontrast.evaluation.benchmark as bench
+    import dualcontrast.benchmark.runner as bench
 
     runs = plan_suite(
         SUITES["table1"], BUDGETS["tiny"], tmp_path, datasets="shapes2d", methods="vae2,simclr", seeds=[0]
@@ -231,7 +225,7 @@ def test_finished_runs_are_skipped(tmp_path, monkeypatch):
 
 
 def test_existing_dir_flags(tmp_path):
-    from dualcontrast.evaluation.benchmark import existing_dir_flags
+    from dualcontrast.benchmark.runner import existing_dir_flags
 
     run = tmp_path / "run"
     assert existing_dir_flags(run) == []
@@ -247,7 +241,7 @@ def test_existing_dir_flags(tmp_path):
 
 
 def test_eta_uses_the_mean_time_of_each_dataset(tmp_path):
-    from dualcontrast.evaluation.benchmark import _clock, _eta
+    from dualcontrast.benchmark.runner import _clock, _eta
 
     runs = plan_suite(SUITES["table1"], BUDGETS["tiny"], tmp_path, methods="vae2", seeds=[0, 1])
     left = [r for r in runs if r.seed == 1]  # mnist, shapes2d, phantoms3d
@@ -321,7 +315,7 @@ def test_run_made_with_other_settings_is_refused(tiny_suite):
 
 
 def test_missing_mnist_fails_before_training(tmp_path):
-    from dualcontrast.evaluation.benchmark import preflight
+    from dualcontrast.benchmark.runner import preflight
 
     runs = plan_suite(
         SUITES["table1"],

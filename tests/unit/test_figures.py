@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from dualcontrast.analysis import figures
 from dualcontrast.analysis.averaging import save_central_slices
 from dualcontrast.analysis.structures import fsc_figure
+from dualcontrast.evaluation import figures
 
 
 @pytest.fixture

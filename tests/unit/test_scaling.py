@@ -15,7 +15,8 @@ from dualcontrast.data import Dataset
 from dualcontrast.data.images import load_npy
 from dualcontrast.evaluation import embed
 from dualcontrast.models import build_model
-from dualcontrast.training import BatchSource, RunDir, Trainer, apply_runtime
+from dualcontrast.rundir import RunDir
+from dualcontrast.training import BatchSource, Trainer, apply_runtime
 from dualcontrast.training.distributed import GradientAverager, _buckets, env_ranks, init_distributed
 from dualcontrast.training.memory import PageReleaser, mapped_buffers
 

@@ -268,8 +268,8 @@ def test_load_maps_resamples_mrc(tmp_path):
 
 
 def test_simulate_to_file_round_trips(tmp_path):
-    from dualcontrast.analysis.star import poses_from_star
     from dualcontrast.data.volumes import load_h5, load_star
+    from dualcontrast.io.star import poses_from_star
 
     maps = _maps()
     expected, table = sim.simulate_subtomograms(maps, 2, snr=0.2, seed=4, progress=False)

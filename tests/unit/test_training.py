@@ -7,7 +7,8 @@ import torch
 
 from dualcontrast.config import build_config
 from dualcontrast.errors import RunDirError
-from dualcontrast.training import RunDir, Trainer, atomic_save, load_checkpoint
+from dualcontrast.rundir import RunDir, atomic_save, load_checkpoint
+from dualcontrast.training import Trainer
 
 
 def tiny_cfg(epochs, step="fused"):

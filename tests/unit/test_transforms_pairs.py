@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from dualcontrast.config import build_config, load_config, load_yaml
+from dualcontrast.config import CONFIGS_DIR, build_config, load_config, load_yaml
 from dualcontrast.errors import ConfigError
 from dualcontrast.models import DualContrast
 from dualcontrast.transforms import TRANSFORMS, build_transform
 
-STUDY = Path(__file__).resolve().parents[2] / "configs" / "transform_study"
+STUDY = CONFIGS_DIR / "transform_study"
 RGB_ONLY = {"saturation", "hue"}
 SPATIAL_3D = {"rotation", "translation", "scale", "blur", "contrast"}
 ALL = ["rotation", "translation", "scale", "blur", "contrast", "saturation", "hue"]

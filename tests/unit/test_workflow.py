@@ -67,7 +67,7 @@ def test_scores_in_words():
 
 
 def test_summary_flags_scores_on_small_classes(tmp_path):
-    from dualcontrast.training import RunDir
+    from dualcontrast.rundir import RunDir
 
     run = RunDir.create(tmp_path / "run")
     (run.root / "report.html").write_text("<html></html>")

@@ -607,7 +607,7 @@ def save_central_slices(
 ) -> Path:
     """Figure of the three central orthogonal slices (XY at z = centre, XZ, YZ) of ``(n, n, n)``,
     with a scale bar when ``voxel_size`` (nm) is given."""
-    from .figures import add_scale_bar, plt, save_figure
+    from ..evaluation.figures import add_scale_bar, plt, save_figure
 
     p = Path(path)
     if p.exists() and not overwrite:

@@ -31,12 +31,12 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data.base import CONTENT, TRANSFORM, DataSplits
 from ..evaluation.embed import embed
+from ..evaluation.figures import projection_figure
 from ..models.base import DisentanglementModel
 from ..report import write_report
-from ..training.rundir import RunDir
+from ..rundir import RunDir
 from .chimerax import write_chimerax_script
 from .clustering import ari, cluster_within, gmm_cluster
-from .figures import projection_figure
 from .structures import TruthMaps, all_samples, compare_to_truth, fsc_figure, save_json
 
 log = logging.getLogger(__name__)
@@ -300,8 +300,14 @@ class _Exporter:
         return columns
 
     def write(self, path: Path, rows: np.ndarray, c: int, alignment) -> None:
-        from ..io.star import ANGLE_COLUMNS, ORIGIN_COLUMNS, relion_pose, subset_blocks, write_blocks
-        from .star import write_particles_star
+        from ..io.star import (
+            ANGLE_COLUMNS,
+            ORIGIN_COLUMNS,
+            relion_pose,
+            subset_blocks,
+            write_blocks,
+            write_particles_star,
+        )
 
         columns = self._cluster_columns(rows, c)
         if self.particle_set is None:

@@ -104,7 +104,7 @@ def compare_to_truth(
 def fsc_figure(results: dict[str, dict[str, Any]], path: Path, voxel_size: float = 1.0) -> None:
     """FSC of each cluster average against its best-matching ground-truth map, against spatial
     frequency in 1/\u00c5 (bottom) and resolution in \u00c5 (top); ``voxel_size`` in nm."""
-    from .figures import plt, save_figure
+    from ..evaluation.figures import plt, save_figure
 
     nyquist = 1.0 / (2.0 * voxel_size * 10.0)  # in 1/A
     fig, ax = plt.subplots(figsize=(6.5, 4.6), layout="constrained")

@@ -53,7 +53,7 @@ def _seeds(text: str) -> list[int]:
 
 
 def add_args(p: argparse.ArgumentParser) -> None:
-    from ..evaluation.benchmark import BUDGETS, SUITES
+    from ..benchmark.suites import BUDGETS, SUITES
 
     p.add_argument("--suite", default="table1", choices=sorted(SUITES), help="which suite (default table1)")
     p.add_argument(
@@ -94,17 +94,10 @@ def main(args: argparse.Namespace) -> int:
 
     import torch
 
+    from ..benchmark.report import write_report
+    from ..benchmark.runner import check_existing, plan_suite, preflight, run_suite
+    from ..benchmark.suites import BUDGETS, SUITES, scale_epochs
     from ..errors import ConfigError
-    from ..evaluation.benchmark import (
-        BUDGETS,
-        SUITES,
-        check_existing,
-        plan_suite,
-        preflight,
-        run_suite,
-        scale_epochs,
-    )
-    from ..evaluation.benchmark_report import write_report
     from ..training import resolve_device
 
     if args.threads is not None:

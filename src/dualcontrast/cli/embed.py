@@ -31,7 +31,8 @@ def main(args: argparse.Namespace) -> int:
     from ..data import DataSplits, load_path
     from ..errors import ConfigError
     from ..evaluation import embed, embed_splits, save_embeddings
-    from ..training import load_trained_model, resolve_device
+    from ..models import load_trained_model
+    from ..training import resolve_device
     from ..workflow import load_splits, open_run
 
     run, cfg = open_run(args.run)

@@ -62,7 +62,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from ..config import load_yaml
-    from ..training import RunDir
+    from ..rundir import RunDir
     from ..workflow import FIRST_RUN, run_summary, train_run
 
     if args.resume:

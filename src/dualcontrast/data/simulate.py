@@ -13,7 +13,7 @@ Conventions (shared with :mod:`dualcontrast.transforms.geometry`):
   ``w >= 0`` and as intrinsic ZYZ Euler angles in degrees, ``R = Rz(euler_a) Ry(euler_b)
   Rz(euler_g)`` (:func:`~dualcontrast.transforms.geometry.euler_zyz_to_matrix`), and ``t_i`` as
   ``shift_x, shift_y, shift_z`` in voxels. RELION angles are written by
-  :func:`dualcontrast.analysis.star.write_particles_star` (see there for the conversion).
+  :func:`dualcontrast.io.star.write_particles_star` (see there for the conversion).
 - Lengths: ``voxel_size`` in nm (the MRC / STAR writers convert to Angstrom); defocus in um,
   Cs in mm, voltage in kV.
 
@@ -59,6 +59,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..io.star import write_particles_star
 from ..transforms.geometry import quaternion_to_matrix, warp
 from .base import CONTENT, TRANSFORM, Dataset, DataSplits, split_dataset
 from .loading import BUILTIN_DATASETS
@@ -762,9 +763,6 @@ def _write_ground_truth_star(
     params: SimulationParams,
     overwrite: bool,
 ) -> None:
-    # Imported here: analysis sits downstream of data; only this writer needs it.
-    from ..analysis.star import write_particles_star
-
     n = len(table[IDENTITY_STATE])
     names = [f"{i + 1}@{stack_path.name}" for i in range(n)]
     write_particles_star(

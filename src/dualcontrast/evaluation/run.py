@@ -14,8 +14,7 @@ import torch
 from ..config import Config
 from ..data.base import CONTENT, DataSplits
 from ..models.base import DisentanglementModel
-from ..report import write_report
-from ..training.rundir import RunDir
+from ..rundir import RunDir
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
 from .metrics import MIN_PER_CLASS, PROTOCOL, disentanglement_metrics, flat_scores, small_samples
@@ -69,7 +68,7 @@ def write_figures(
     arrays: dict[str, np.ndarray],
     device: torch.device,
 ) -> None:
-    from ..analysis.figures import loss_curves, pick_examples, projection_figure, transfer_grid
+    from .figures import loss_curves, pick_examples, projection_figure, transfer_grid
 
     test = splits.test
     if model.has_decoder:
@@ -105,16 +104,15 @@ def evaluate_run(
     epoch: int,
     figures: bool = True,
 ) -> dict[str, Any]:
-    """Embed train and test, score, and draw; everything lands in the run directory."""
+    """Embed train and test, score, and draw; everything lands in the run directory (report.html
+    is the caller's: :func:`dualcontrast.workflow.write_evaluation`)."""
     # Bars only on a terminal (as the trainer's): redirected, their refreshes would fill the file.
     progress = cfg.train.progress and sys.stderr.isatty()
     arrays = embed_splits(model, splits, batch_size=cfg.eval.batch_size, device=device, progress=progress)
     save_embeddings(run.embeddings, arrays)
     doc = write_metrics(run, compute_metrics(arrays, cfg), cfg=cfg, splits=splits, epoch=epoch)
-    draw = figures and cfg.eval.figures
-    if draw:
+    if figures and cfg.eval.figures:
         write_figures(run, cfg, model, splits, arrays, device)
-    write_report(run.root, projection=None if draw else "none")  # never a page with stale metrics
     return doc
 
 

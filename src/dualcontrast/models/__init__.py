@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..config import Config
 from . import disco, harmony, simclr, spatial_vae, vitae  # noqa: F401  (importing registers the baselines)
-from .base import MODELS, Codes, DisentanglementModel, reparameterize
+from .base import MODELS, Codes, DisentanglementModel, build_model, load_trained_model, reparameterize
 from .dualcontrast import ABLATIONS, DualContrast
-
-
-def build_model(cfg: Config, sample_shape: Sequence[int], output: str) -> DisentanglementModel:
-    """The model named by ``cfg.model.name`` for samples of ``sample_shape``."""
-    return MODELS.get(cfg.model.name).from_config(cfg, sample_shape, output)
-
 
 __all__ = [
     "ABLATIONS",
@@ -22,5 +13,6 @@ __all__ = [
     "DisentanglementModel",
     "DualContrast",
     "build_model",
+    "load_trained_model",
     "reparameterize",
 ]

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..config import LossConfig
+from ..config import Config, LossConfig
 from ..losses import vae_terms
 from ..registry import Registry
+from ..rundir import load_checkpoint
+
+if TYPE_CHECKING:
+    from ..rundir import RunDir
 
 
 @dataclass
@@ -132,3 +136,20 @@ class DisentanglementModel(nn.Module, ABC):
 
 
 MODELS: Registry[type[DisentanglementModel]] = Registry("model")
+
+
+def build_model(cfg: Config, sample_shape: Sequence[int], output: str) -> DisentanglementModel:
+    """The model named by ``cfg.model.name`` for samples of ``sample_shape``."""
+    return MODELS.get(cfg.model.name).from_config(cfg, sample_shape, output)
+
+
+def load_trained_model(
+    run: RunDir, cfg: Config, device: torch.device
+) -> tuple[DisentanglementModel, dict[str, Any]]:
+    """The model of a run's last checkpoint (finished or interrupted), in eval mode, and the checkpoint."""
+    ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
+    meta = ckpt["meta"]
+    model = build_model(cfg, tuple(meta["sample_shape"]), meta["output"]).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    return model, ckpt

@@ -71,8 +71,9 @@ from torch import nn
 from ..config import Config, load_config
 from ..errors import ConfigError
 from ..nn import build_encoder
+from ..rundir import RunDir
 from ..transforms import PairTransform, build_transform
-from .base import MODELS, Codes, DisentanglementModel
+from .base import MODELS, Codes, DisentanglementModel, load_trained_model
 from .dualcontrast import ABLATIONS, DualContrast
 
 log = logging.getLogger(__name__)
@@ -465,9 +466,6 @@ class DisCo(DisentanglementModel):
 
 def load_generator(run_path: str | Path, sample_shape: Sequence[int]) -> DualContrast:
     """The generator of a finished (or interrupted) DualContrast-family run directory, in eval mode."""
-    from ..training.checkpoint import load_checkpoint
-    from ..training.rundir import RunDir
-
     run = RunDir.open(run_path)
     cfg = load_config(run.config)
     if cfg.model.name not in ABLATIONS:
@@ -475,16 +473,13 @@ def load_generator(run_path: str | Path, sample_shape: Sequence[int]) -> DualCon
             f"disco params.generator_run: {run.root} trained {cfg.model.name!r}; a generator must be "
             f"{GENERATOR_MODEL!r} (or another of {', '.join(ABLATIONS)})"
         )
-    ckpt = load_checkpoint(run.last_checkpoint)
+    generator, ckpt = load_trained_model(run, cfg, torch.device("cpu"))
     meta = ckpt.get("meta", {})
     if tuple(meta.get("sample_shape", ())) != tuple(sample_shape):
         raise ConfigError(
             f"disco params.generator_run: {run.root} was trained on samples of shape "
             f"{tuple(meta.get('sample_shape', ()))}, the data here are {tuple(sample_shape)}"
         )
-    generator = DualContrast.from_config(cfg, sample_shape, meta["output"])
-    generator.load_state_dict(ckpt["model"])
-    generator.eval()
     if cfg.model.name != GENERATOR_MODEL:
         log.warning("disco: generator %s is a %s model, not %s", run.root, cfg.model.name, GENERATOR_MODEL)
     return generator

@@ -202,7 +202,7 @@ def _projection(samples: dict[str, np.ndarray], code: str, method: str, seed: in
     import plotly.graph_objects as go
     from plotly.colors import qualitative
 
-    from ..analysis.figures import colour_values, project_2d
+    from ..evaluation.figures import colour_values, project_2d
 
     x = samples[f"{code}_mu"]
     keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:MAX_POINTS])

@@ -19,10 +19,9 @@ from ..config import Config
 from ..data.base import DataSplits
 from ..errors import ConfigError, DivergenceError, RunDirError
 from ..models import DisentanglementModel, build_model
+from ..rundir import RunDir, atomic_save, load_checkpoint
 from . import distributed
 from .batches import BatchSource
-from .checkpoint import atomic_save, load_checkpoint
-from .rundir import RunDir
 from .runtime import rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -158,18 +157,6 @@ def apply_runtime(
             for _, net in model.named_networks():
                 net.compile()
     return fmt
-
-
-def load_trained_model(
-    run: RunDir, cfg: Config, device: torch.device
-) -> tuple[DisentanglementModel, dict[str, Any]]:
-    """The model of a run's last checkpoint (finished or interrupted), in eval mode."""
-    ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
-    meta = ckpt["meta"]
-    model = build_model(cfg, tuple(meta["sample_shape"]), meta["output"]).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, ckpt
 
 
 class Trainer:

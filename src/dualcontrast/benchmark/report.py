@@ -1,6 +1,6 @@
 """The report of a benchmark suite: a Markdown table (+ CSV) and a figure of transfer grids.
 
-Reads what the runs of :func:`dualcontrast.evaluation.benchmark.plan_suite` left in their run
+Reads what the runs of :func:`dualcontrast.benchmark.runner.plan_suite` left in their run
 directories (``metrics.json``, ``benchmark.json``, ``figures/transfer_grid.png``); it never
 trains. Each cell is ``mean ± std (n)`` over the seeds that finished — ``std`` the sample
 standard deviation (ddof 1; 0 for one seed) — with the paper's value next to it where its
@@ -28,19 +28,8 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .benchmark import (
-    DATASETS,
-    METHODS,
-    MIN_EPOCHS,
-    PAPER_TABLE1,
-    Budget,
-    DatasetSpec,
-    PlannedRun,
-    Suite,
-    merge_layers,
-    read_sidecar,
-    set_overrides,
-)
+from .runner import PlannedRun, read_sidecar, set_overrides
+from .suites import DATASETS, METHODS, MIN_EPOCHS, PAPER_TABLE1, Budget, DatasetSpec, Suite, merge_layers
 
 # (key in metrics.json's scores, column title with the better direction)
 C_METRICS = (("d_c_c", "D(c|c) ↑"), ("d_c_z", "D(c|z) ↓"), ("sap_c", "SAP(c) ↑"))
@@ -422,7 +411,7 @@ def write_csv(path: Path, sections: dict[str, list[MethodRow]], records: Sequenc
 
 def write_runs_csv(path: Path, records: Sequence[RunRecord]) -> None:
     """One row per run with every flat score of its metrics.json."""
-    from .metrics import flat_scores
+    from ..evaluation.metrics import flat_scores
 
     flat = [flat_scores(r.scores) if r.status == "done" else {} for r in records]
     keys = sorted({k for f in flat for k in f})

@@ -1,4 +1,5 @@
-"""The run directory: the one place a run writes, and what later commands read.
+"""The run directory, the one place a run writes and what later commands read; its checkpoints; the
+one atomic file writer every module uses.
 
 ::
 
@@ -10,17 +11,25 @@
     RUN/metrics.json       D-scores, SAP, ARI ... with the protocol
     RUN/figures/           transfer_grid.png, loss.png, projection_c.png, projection_z.png ...
     RUN/report.html        all of the above on one self-contained page (dualcontrast.report)
+
+The model of a trained run is loaded by :func:`dualcontrast.models.load_trained_model` (it builds
+models, so it lives with them; this module sits below models, which read checkpoints too).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from ..errors import RunDirError
+import torch
+
+from .errors import RunDirError
 
 _OUTPUTS = (
     "config.yaml",
@@ -143,3 +152,52 @@ class RunDir:
             raise RunDirError(f"{root}: not a run directory (no config.yaml)")
         run.figures.mkdir(exist_ok=True)
         return run
+
+
+# --------------------------------------------------------------------------- atomic files
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write ``path`` through ``write(file)`` into a temporary file in the same folder, then rename:
+    a crash never leaves a torn file, and readers see the old content or the new, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write` of UTF-8 text."""
+    return atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | Path, doc: Any) -> Path:
+    """:func:`atomic_write` of ``doc`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(doc, indent=2))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` through :func:`atomic_write`."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path}: no checkpoint (was the run started?)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises many types for corrupt files
+        raise RunDirError(f"{path}: cannot read checkpoint: {e}") from None

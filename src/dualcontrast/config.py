@@ -20,6 +20,7 @@ import yaml
 
 from . import __version__
 from .errors import ConfigError
+from .rundir import atomic_write_text
 
 #: the ready-made config files, shipped as package data (``configs/`` at the repository root links here)
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -329,10 +330,7 @@ def save_config(
         "python": sys.version.split()[0],
         **(meta or {}),
     }
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False))
-    tmp.replace(p)
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -29,15 +29,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data.base import CONTENT, TRANSFORM, DataSplits
+from ..data.base import CONTENT, TRANSFORM, DataSplits, all_samples
 from ..evaluation.embed import embed
 from ..evaluation.figures import projection_figure
 from ..models.base import DisentanglementModel
 from ..report import write_report
-from ..rundir import RunDir
+from ..rundir import RunDir, atomic_write_json
 from .chimerax import write_chimerax_script
 from .clustering import ari, cluster_within, gmm_cluster
-from .structures import TruthMaps, all_samples, compare_to_truth, fsc_figure, save_json
+from .structures import TruthMaps, compare_to_truth, fsc_figure
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def analyze_run(
             doc["auc_fsc_summary"] = {"mean": float(np.mean(aucs)), "min": float(np.min(aucs))}
     elif data.spatial_dims != 3:
         doc["structures"] = "averaging is done for 3D volumes only"
-    save_json(out / "analysis.json", doc)
+    atomic_write_json(out / "analysis.json", doc)
     write_report(run.root, projection=opts.projection)
     return doc
 

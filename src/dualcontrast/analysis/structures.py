@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,56 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.base import Dataset, DataSplits
 from ..evaluation.fsc import auc_fsc, fsc, resolution_at
 
 log = logging.getLogger(__name__)
-
-
-class ConcatSamples:
-    """Train and test of one data set read as one lazy stack (rows: train first, then test)."""
-
-    def __init__(self, parts: list[Dataset]):
-        self.parts = parts
-        self.offsets = np.cumsum([0] + [len(p) for p in parts])
-        self._shape = (int(self.offsets[-1]), *parts[0].sample_shape)
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    def __getitem__(self, rows) -> np.ndarray:
-        rows = np.atleast_1d(np.asarray(rows))
-        out = np.empty((len(rows), *self._shape[1:]), dtype=np.float32)
-        part = np.searchsorted(self.offsets, rows, side="right") - 1
-        for k, data in enumerate(self.parts):
-            sel = np.flatnonzero(part == k)
-            if len(sel):
-                out[sel] = data.batch(rows[sel] - self.offsets[k])  # normalised as configured
-        return out
-
-
-def all_samples(splits: DataSplits) -> Dataset:
-    """Every sample of a data set (train then test) as one lazy dataset."""
-    parts = [splits.train, splits.test]
-    factors = {
-        k: np.concatenate([p.factors[k] for p in parts])
-        for k in splits.train.factors
-        if k in splits.test.factors
-    }
-    return Dataset(
-        x=ConcatSamples(parts),
-        factors=factors,
-        source=splits.train.source,
-        ids=np.concatenate([p.ids for p in parts]),
-    )
 
 
 @dataclass
@@ -129,9 +81,3 @@ def fsc_figure(results: dict[str, dict[str, Any]], path: Path, voxel_size: float
     ax.set_title("FSC of cluster averages against the ground truth", fontsize=10)
     ax.legend(fontsize=6, loc="upper right")
     save_figure(fig, path)
-
-
-def save_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)

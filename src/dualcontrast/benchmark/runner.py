@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..errors import ConfigError, RunDirError
+from ..rundir import atomic_write_json
 from ..training.runtime import cpu_model
 from ..workflow import ConfigSources
 from .suites import DATASETS, MIN_EPOCHS, Budget, DatasetSpec, Suite, find_config_file, merge_layers
@@ -264,10 +265,7 @@ def read_sidecar(path: Path) -> dict[str, Any]:
 
 
 def _write_sidecar(path: Path, doc: dict[str, Any]) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    tmp = path / (SIDECAR + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path / SIDECAR)
+    atomic_write_json(path / SIDECAR, doc)
 
 
 def _resolved_device(argv: Sequence[str]) -> torch.device:

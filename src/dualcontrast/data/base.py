@@ -14,9 +14,10 @@ Ground-truth factor names used by metrics and analysis:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -39,6 +40,63 @@ class LazyArray(Protocol):
     def __getitem__(self, index) -> np.ndarray: ...
 
     def __len__(self) -> int: ...
+
+
+def _rows(index: Any, n: int, where: str) -> np.ndarray:
+    """Row numbers ``(k,)`` selected by an int, slice or integer array (negative ints count from the end)."""
+    if isinstance(index, slice):
+        return np.arange(*index.indices(n))
+    rows = np.atleast_1d(np.asarray(index))
+    if rows.dtype.kind not in "iu":
+        raise TypeError(f"{where}: samples are selected by integers or slices, got {rows.dtype}")
+    rows = np.where(rows < 0, rows + n, rows)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"{where}: sample index out of range for {n} samples")
+    return rows.astype(np.int64)
+
+
+class LazyStack(abc.ABC):
+    """The one base of the package's lazy arrays (MRC, HDF5, memory-mapped ``.npy``, concatenated
+    data sets): float32 samples read per call, checked for NaN/Inf, so a bad sample in a file too
+    large to scan at load time still fails with a message naming the file and the sample.
+
+    Subclasses implement :meth:`_read` for sorted, distinct rows and keep no open handles
+    between calls that would stop them from pickling.
+    """
+
+    def __init__(self, shape: tuple[int, ...], where: str):
+        self._shape = tuple(int(s) for s in shape)
+        self.where = where
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self._shape[0]
+
+    @abc.abstractmethod
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        """The samples at ``rows`` (sorted, distinct) as float32."""
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        single = np.ndim(index) == 0 and not isinstance(index, slice)
+        rows = _rows(index, len(self), self.where)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        block = (
+            np.asarray(self._read(unique), dtype=np.float32)
+            if len(unique)
+            else np.empty((0, *self._shape[1:]), np.float32)
+        )
+        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(self.where, f"sample {int(unique[np.argmax(bad)])} contains NaN or Inf values")
+        out = block[inverse.reshape(-1)]
+        return out[0] if single else out
 
 
 @dataclass
@@ -299,3 +357,37 @@ def _samples_in_memory(raw: np.ndarray, where: str) -> np.ndarray:
     x = np.ascontiguousarray(_to_float(layout.convert(raw)))
     check_finite(x, where)
     return x
+
+
+class ConcatSamples(LazyStack):
+    """Train and test of one data set read as one lazy stack (rows: train first, then test)."""
+
+    def __init__(self, parts: list[Dataset]):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        super().__init__((int(self.offsets[-1]), *parts[0].sample_shape), parts[0].source)
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), *self.shape[1:]), dtype=np.float32)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        for k, data in enumerate(self.parts):
+            sel = np.flatnonzero(part == k)
+            if len(sel):
+                out[sel] = data.batch(rows[sel] - self.offsets[k])  # normalised as configured
+        return out
+
+
+def all_samples(splits: DataSplits) -> Dataset:
+    """Every sample of a data set (train then test) as one lazy dataset."""
+    parts = [splits.train, splits.test]
+    factors = {
+        k: np.concatenate([p.factors[k] for p in parts])
+        for k in splits.train.factors
+        if k in splits.test.factors
+    }
+    return Dataset(
+        x=ConcatSamples(parts),
+        factors=factors,
+        source=splits.train.source,
+        ids=np.concatenate([p.ids for p in parts]),
+    )

@@ -31,6 +31,7 @@ from .base import (
     TRANSFORM,
     Dataset,
     DataSplits,
+    LazyStack,
     _check_numeric,
     _Layout,
     _layout,
@@ -53,40 +54,16 @@ _NPZ_TRANSFORM_KEY = "transform"
 _GREY_MODES = {"1", "L", "LA", "I", "F"}
 
 
-class _LazyStack:
-    """A memory-mapped stack seen through a :class:`_Layout`, converted per read.
-
-    Reading checks the rows it returns for NaN/Inf, so a bad sample in a file too large to
-    scan at load time still fails with a message naming the file and the sample.
-    """
+class _MappedStack(LazyStack):
+    """A memory-mapped stack seen through a :class:`_Layout`, converted per read."""
 
     def __init__(self, base: np.ndarray, layout: _Layout, where: str):
+        super().__init__(layout.shape, where)
         self.base = base
         self.layout = layout
-        self.where = where
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.layout.shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self.layout.shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        single = np.ndim(index) == 0 and not isinstance(index, slice)
-        rows = np.asarray(self.base[index])
-        if single:
-            rows = rows[None]
-        out = np.ascontiguousarray(_to_float(self.layout.convert(rows)))
-        bad = ~np.isfinite(out.reshape(out.shape[0], -1)).all(axis=1)
-        if bad.any():
-            sample = int(np.arange(len(self))[index].reshape(-1)[int(np.argmax(bad))])
-            raise DataError(self.where, f"sample {sample} contains NaN or Inf values")
-        return out[0] if single else out
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(_to_float(self.layout.convert(np.asarray(self.base[rows]))))
 
 
 # --------------------------------------------------------------------------- labels
@@ -219,7 +196,7 @@ def load_npy(path: Path, *, mmap_threshold_bytes: int = MMAP_THRESHOLD_BYTES) ->
     float_bytes = 4 * int(np.prod(layout.shape))
     if float_bytes > mmap_threshold_bytes:
         logger.info("%s: %s, %.1f GiB as float32: read per batch", path, layout.name, float_bytes / 2**30)
-        x = _LazyStack(raw, layout, str(path))
+        x = _MappedStack(raw, layout, str(path))
     else:
         x = _samples_in_memory(np.asarray(raw), str(path))
     return Dataset(x=x, source=str(path))

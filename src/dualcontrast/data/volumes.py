@@ -28,7 +28,6 @@ How an MRC file is read (``mrcfile`` header, MRC2014):
 
 from __future__ import annotations
 
-import abc
 import logging
 import os
 import pickle
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
-from .base import CONTENT, TRANSFORM, Dataset, check_finite
+from .base import CONTENT, TRANSFORM, Dataset, LazyStack, check_finite
 from .images import _as_labels, _layout, _samples_in_memory, _to_float
 
 logger = logging.getLogger(__name__)
@@ -52,61 +51,6 @@ _MRC_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st")
 
 
 # --------------------------------------------------------------------------- lazy arrays
-
-
-def _rows(index: Any, n: int, where: str) -> np.ndarray:
-    """Row numbers ``(k,)`` selected by an int, slice or integer array (negative ints count from the end)."""
-    if isinstance(index, slice):
-        return np.arange(*index.indices(n))
-    rows = np.atleast_1d(np.asarray(index))
-    if rows.dtype.kind not in "iu":
-        raise TypeError(f"{where}: samples are selected by integers or slices, got {rows.dtype}")
-    rows = np.where(rows < 0, rows + n, rows)
-    if rows.size and (rows.min() < 0 or rows.max() >= n):
-        raise IndexError(f"{where}: sample index out of range for {n} samples")
-    return rows.astype(np.int64)
-
-
-class LazyStack(abc.ABC):
-    """Base of the lazy arrays here: float32 samples read per call, checked for NaN/Inf.
-
-    Subclasses implement :meth:`_read` for sorted, distinct rows and keep no open handles
-    between calls that would stop them from pickling.
-    """
-
-    def __init__(self, shape: tuple[int, ...], where: str):
-        self._shape = tuple(int(s) for s in shape)
-        self.where = where
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    @abc.abstractmethod
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        """The samples at ``rows`` (sorted, distinct) as float32."""
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        single = np.ndim(index) == 0 and not isinstance(index, slice)
-        rows = _rows(index, len(self), self.where)
-        unique, inverse = np.unique(rows, return_inverse=True)
-        block = (
-            np.asarray(self._read(unique), dtype=np.float32)
-            if len(unique)
-            else np.empty((0, *self._shape[1:]), np.float32)
-        )
-        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
-        if bad.any():
-            raise DataError(self.where, f"sample {int(unique[np.argmax(bad)])} contains NaN or Inf values")
-        out = block[inverse.reshape(-1)]
-        return out[0] if single else out
 
 
 @dataclass(frozen=True)

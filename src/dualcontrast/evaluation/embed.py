@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import Dataset, DataSplits
 from ..models.base import DisentanglementModel
+from ..rundir import atomic_write
 from ..training.batches import prefetched
 
 CODE_KEYS = ("c_mu", "c_logvar", "z_mu", "z_logvar")
@@ -73,10 +74,7 @@ def embed_splits(model: DisentanglementModel, splits: DataSplits, **kwargs) -> d
 
 
 def save_embeddings(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def split_view(arrays: dict[str, np.ndarray], split: str) -> dict[str, np.ndarray]:

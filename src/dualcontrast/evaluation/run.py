@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -14,7 +13,7 @@ import torch
 from ..config import Config
 from ..data.base import CONTENT, DataSplits
 from ..models.base import DisentanglementModel
-from ..rundir import RunDir
+from ..rundir import RunDir, atomic_write_json
 from ..training.trainer import TrainState, append_csv
 from .embed import embed_splits, save_embeddings, split_view
 from .metrics import MIN_PER_CLASS, PROTOCOL, disentanglement_metrics, flat_scores, small_samples
@@ -54,9 +53,7 @@ def write_metrics(
             "scores rest on classes with fewer than %d samples (%s): treat them as rough",
             MIN_PER_CLASS, "; ".join(f"{k}: {len(v)} classes" for k, v in few.items()),
         )
-    tmp = run.metrics.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(run.metrics)
+    atomic_write_json(run.metrics, doc)
     return doc
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..rundir import atomic_write_text
+
 log = logging.getLogger(__name__)
 
 REPORT_NAME = "report.html"
@@ -417,8 +419,6 @@ def write_report(run_dir: str | Path, *, projection: str | None = None) -> Path:
         f"<script>{_JS}</script></head>\n<body>\n" + "\n".join(b for b in body if b) + "\n</body></html>\n"
     )
     out = run / REPORT_NAME
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    atomic_write_text(out, page)
     log.info("report: %s (%d interactive plots)", out, plots.count)
     return out

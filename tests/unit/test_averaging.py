@@ -11,14 +11,16 @@ import starfile
 import torch
 from scipy import ndimage
 
+from dualcontrast import geometry
 from dualcontrast.analysis import averaging as avg
 from dualcontrast.data.base import Dataset
 from dualcontrast.data.phantoms import Blobs, render
 from dualcontrast.data.simulate import fourier_shift, rotations_from_table, simulate_subtomograms
 from dualcontrast.errors import DataError
 from dualcontrast.evaluation.fsc import auc_fsc, fsc
+from dualcontrast.geometry import random_rotation_3d
 from dualcontrast.io.star import export_particles, poses_from_star, relion_pose, write_particles_star
-from dualcontrast.transforms.geometry import random_rotation_3d, warp
+from dualcontrast.transforms.geometry import warp
 
 
 def _asymmetric_map(n: int = 24) -> np.ndarray:
@@ -50,20 +52,20 @@ def particles(truth):
 
 
 def test_so3_grid_is_spread_and_valid():
-    grid = avg.so3_grid(500).numpy()
+    grid = geometry.so3_grid(500).numpy()
     np.testing.assert_allclose(
         grid @ np.swapaxes(grid, 1, 2), np.broadcast_to(np.eye(3), grid.shape), atol=1e-9
     )
     np.testing.assert_allclose(np.linalg.det(grid), 1.0, atol=1e-9)
     probes = random_rotation_3d(300, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).numpy()
-    nearest = np.array([avg.rotation_angle(np.broadcast_to(p, grid.shape), grid).min() for p in probes])
-    spacing = math.degrees(avg.grid_spacing(500))
+    nearest = np.array([geometry.rotation_angle(np.broadcast_to(p, grid.shape), grid).min() for p in probes])
+    spacing = math.degrees(geometry.grid_spacing(500))
     assert np.median(nearest) < spacing and nearest.max() < 2.0 * spacing
 
 
 def test_local_rotations_lie_in_the_ball():
-    local = avg.local_rotations(math.radians(10)).numpy()
-    angles = avg.rotation_angle(np.broadcast_to(np.eye(3), local.shape), local)
+    local = geometry.local_rotations(math.radians(10)).numpy()
+    angles = geometry.rotation_angle(np.broadcast_to(np.eye(3), local.shape), local)
     assert angles.max() <= 10.0 + 1e-6 and angles.min() == pytest.approx(0.0, abs=1e-6) and len(local) > 20
 
 
@@ -96,7 +98,7 @@ def test_average_recovers_a_known_map(truth, particles):
     assert np.all(ours.fsc[ours.freq <= 0.5] > 0.8)
     assert score > 0.9
     # The average sits in its own frame: particle i ~ warp(truth, R_i R_map).
-    errors = avg.rotation_angle(result.rotations @ r_map, r_true)
+    errors = geometry.rotation_angle(result.rotations @ r_map, r_true)
     assert np.median(errors) < 8.0
 
 
@@ -104,7 +106,7 @@ def test_poses_against_the_true_reference(truth, particles):
     volumes, table = particles
     r_true, t_true = _poses(table)
     result = avg.average_subtomograms(volumes, reference=truth, n_iter=1, progress=False)
-    assert np.median(avg.rotation_angle(result.rotations, r_true)) < 5.0
+    assert np.median(geometry.rotation_angle(result.rotations, r_true)) < 5.0
     assert np.median(np.linalg.norm(result.shifts - t_true, axis=1)) < 0.5
     assert result.scores.shape == (50,) and np.all(result.scores > 0.3)
 
@@ -134,7 +136,7 @@ def test_align_maps_finds_a_known_pose(truth):
     r_true, t_true = _poses(table)
     for i in range(2):
         aligned, r, t, score = avg.align_maps(moved[i, 0], truth)
-        assert avg.rotation_angle(r[None], r_true[i][None])[0] < 3.0
+        assert geometry.rotation_angle(r[None], r_true[i][None])[0] < 3.0
         np.testing.assert_allclose(t, t_true[i], atol=0.3)
         assert score > 0.95 and auc_fsc(fsc(aligned, truth)) > 0.85
 

@@ -11,11 +11,12 @@ from torch import nn
 
 from dualcontrast.config import build_config
 from dualcontrast.errors import ConfigError
+from dualcontrast.geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from dualcontrast.losses import info_nce
 from dualcontrast.models import MODELS, Codes, build_model
 from dualcontrast.models.harmony import gaussian_kl_between, harmony_terms, sum_squared_error
 from dualcontrast.models.spatial_vae import move_coordinates, pixel_grid
-from dualcontrast.transforms.geometry import euler_zyz_to_matrix, rotate_2d, rotation_matrix_2d, warp
+from dualcontrast.transforms.geometry import rotate_2d, warp
 
 NAMES = ["simclr", "simclr-gen", "harmony", "spatial-vae"]
 # Small networks where a method has its own (the contract does not depend on their size).

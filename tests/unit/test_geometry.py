@@ -7,14 +7,13 @@ import pytest
 import torch
 from scipy import stats
 
-from dualcontrast.transforms import (
+from dualcontrast.geometry import (
     euler_zyz_to_matrix,
     quaternion_to_matrix,
     random_rotation_3d,
-    rotate_2d,
     rotation_matrix_2d,
-    warp,
 )
+from dualcontrast.transforms import rotate_2d, warp
 
 
 def test_rotate_2d_by_90_degrees_matches_rot90():

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import starfile
 
+from dualcontrast import geometry
 from dualcontrast.data.volumes import load_star
 from dualcontrast.errors import DataError
 from dualcontrast.io import mrc as io_mrc
@@ -129,7 +130,7 @@ def test_subset_round_trip_keeps_every_block_row_and_column(fixture, request, tm
 def test_relion_angles_match_the_documented_matrix_and_round_trip():
     rng = np.random.default_rng(1)
     angles = np.stack([rng.uniform(-180, 180, 50), rng.uniform(1, 179, 50), rng.uniform(-180, 180, 50)], -1)
-    a = io_star.relion_matrix(angles)
+    a = geometry.relion_matrix(angles)
     # RELION's Euler_angles2matrix, written out element by element (Heymann et al. 2005).
     rot, tilt, psi = np.radians(angles.T)
     ca, sa, cb, sb, cg, sg = np.cos(rot), np.sin(rot), np.cos(tilt), np.sin(tilt), np.cos(psi), np.sin(psi)
@@ -140,12 +141,12 @@ def test_relion_angles_match_the_documented_matrix_and_round_trip():
         np.stack([sc, ss, cb], -1),
     ], -2)  # fmt: skip
     np.testing.assert_allclose(a, expected, atol=1e-12)
-    np.testing.assert_allclose(io_star.relion_angles(a), angles, atol=1e-8)
+    np.testing.assert_allclose(geometry.relion_angles(a), angles, atol=1e-8)
     np.testing.assert_allclose(a @ np.swapaxes(a, -1, -2), np.broadcast_to(np.eye(3), a.shape), atol=1e-12)
-    lock = io_star.relion_matrix(
+    lock = geometry.relion_matrix(
         np.array([[30.0, 0.0, 20.0], [30.0, 180.0, 20.0], [-170.0, 180.0 - 1e-8, 50.0]])
     )
-    np.testing.assert_allclose(io_star.relion_matrix(io_star.relion_angles(lock)), lock, atol=1e-9)
+    np.testing.assert_allclose(geometry.relion_matrix(geometry.relion_angles(lock)), lock, atol=1e-9)
 
 
 def test_written_volume_headers(tmp_path):

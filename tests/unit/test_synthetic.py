@@ -15,7 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from dualcontrast.data import BUILTIN_DATASETS, CONTENT, TRANSFORM, load_data, synthetic
 from dualcontrast.data.synthetic import CLASS_NAMES, bend_angles, make_shapes2d, render_shapes
 from dualcontrast.errors import ConfigError
-from dualcontrast.transforms.geometry import rotation_matrix_2d, warp
+from dualcontrast.geometry import rotation_matrix_2d
+from dualcontrast.transforms.geometry import warp
 
 SMALL = {"n_train_per_cell": 12, "n_test_per_cell": 4}
 

@@ -41,66 +41,13 @@ from tqdm import tqdm
 from ..data.simulate import ctf_3d, fourier_shift, rfft_frequencies
 from ..errors import DataError
 from ..evaluation.fsc import soft_sphere_mask
-from ..transforms.geometry import quaternion_to_matrix, warp
+from ..geometry import grid_spacing, local_rotations, rotation_angle, so3_grid
+from ..transforms.geometry import warp
 
 logger = logging.getLogger(__name__)
 
-# Super-Fibonacci constants (Alexa 2022): sqrt(2) and the real root of psi^4 = psi + 4.
-_PHI = math.sqrt(2.0)
-_PSI = 1.533751168755204288118041
-
 
 # --------------------------------------------------------------------------- rotation sets
-
-
-def so3_grid(n: int) -> torch.Tensor:
-    """``n`` near-uniformly spread rotations ``(n, 3, 3)`` (super-Fibonacci spiral on unit quaternions)."""
-    s = torch.arange(n, dtype=torch.float64) + 0.5
-    r = torch.sqrt(s / n)
-    big_r = torch.sqrt(1.0 - s / n)
-    alpha = 2.0 * math.pi * s / _PHI
-    beta = 2.0 * math.pi * s / _PSI
-    q = torch.stack(
-        [r * torch.sin(alpha), r * torch.cos(alpha), big_r * torch.sin(beta), big_r * torch.cos(beta)], -1
-    )
-    return quaternion_to_matrix(q)
-
-
-def grid_spacing(n: int) -> float:
-    """Typical angular distance (radians) from a random rotation to the nearest of ``n`` grid rotations.
-
-    A ball of radius r in SO(3) holds the fraction ``(r - sin r) / pi`` of all rotations; the
-    radius at which ``n`` balls cover SO(3) once.
-    """
-    lo, hi = 0.0, math.pi
-    for _ in range(60):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if n * (mid - math.sin(mid)) / math.pi < 1.0 else (lo, mid)
-    return hi
-
-
-def local_rotations(radius: float, steps: int = 2) -> torch.Tensor:
-    """Small rotations ``(K, 3, 3)``: axis-angle vectors on a cubic lattice (spacing ``radius / steps``) in a ball."""
-    h = radius / steps
-    axis = torch.arange(-steps, steps + 1, dtype=torch.float64) * h
-    v = torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
-    v = v[v.norm(dim=1) <= radius + 1e-9]
-    return axis_angle_to_matrix(v)
-
-
-def axis_angle_to_matrix(v: torch.Tensor) -> torch.Tensor:
-    """Rotation vectors ``(K, 3)`` (axis x angle in radians) -> ``(K, 3, 3)`` via quaternions."""
-    angle = v.norm(dim=1, keepdim=True)
-    axis = torch.where(angle > 0, v / angle.clamp_min(1e-12), torch.zeros_like(v))
-    q = torch.cat([torch.cos(angle / 2), axis * torch.sin(angle / 2)], dim=1)
-    return quaternion_to_matrix(q)
-
-
-def rotation_angle(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
-    """Angle (degrees) of ``r1^T r2`` for stacks of rotation matrices ``(N, 3, 3)``."""
-    rel = np.swapaxes(r1, -1, -2) @ r2
-    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0
-    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
 # --------------------------------------------------------------------------- filtering

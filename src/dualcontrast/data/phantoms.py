@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from ..geometry import axis_angle_matrix
 
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
@@ -72,14 +73,6 @@ class Blobs:
     def radius(self) -> float:
         """Distance from the origin that holds the molecule up to two blob widths."""
         return float(np.max(np.linalg.norm(self.centers, axis=1) + 2.0 * self.sigma))
-
-
-def axis_angle_matrix(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix ``(3, 3)`` for ``angle`` radians about ``axis`` (Rodrigues)."""
-    a = np.asarray(axis, dtype=float)
-    a = a / np.linalg.norm(a)
-    k = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
-    return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
 
 
 # --- primitives: each returns blobs whose summed density is ~1 inside the shape -------------

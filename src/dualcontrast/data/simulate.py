@@ -11,7 +11,7 @@ Conventions (shared with :mod:`dualcontrast.transforms.geometry`):
   ``R_i``, then shifted by ``t_i`` voxels.
 - The table stores ``R_i`` as a unit quaternion ``(quat_w, quat_x, quat_y, quat_z)`` with
   ``w >= 0`` and as intrinsic ZYZ Euler angles in degrees, ``R = Rz(euler_a) Ry(euler_b)
-  Rz(euler_g)`` (:func:`~dualcontrast.transforms.geometry.euler_zyz_to_matrix`), and ``t_i`` as
+  Rz(euler_g)`` (:func:`~dualcontrast.geometry.euler_zyz_to_matrix`), and ``t_i`` as
   ``shift_x, shift_y, shift_z`` in voxels. RELION angles are written by
   :func:`dualcontrast.io.star.write_particles_star` (see there for the conversion).
 - Lengths: ``voxel_size`` in nm (the MRC / STAR writers convert to Angstrom); defocus in um,
@@ -59,8 +59,9 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ConfigError, DataError
+from ..geometry import canonical_quaternions, matrix_to_euler_zyz, quaternion_to_matrix
 from ..io.star import write_particles_star
-from ..transforms.geometry import quaternion_to_matrix, warp
+from ..transforms.geometry import warp
 from .base import CONTENT, TRANSFORM, Dataset, DataSplits, split_dataset
 from .loading import BUILTIN_DATASETS
 
@@ -349,29 +350,6 @@ def missing_wedge_mask(box: int, tilt_range: tuple[float, float]) -> torch.Tenso
 
 
 # --------------------------------------------------------------------------- rotations
-
-
-def canonical_quaternions(q: np.ndarray) -> np.ndarray:
-    """Unit quaternions ``(N, 4)`` ``(w, x, y, z)`` with ``w >= 0`` (q and -q are the same rotation)."""
-    q = q / np.linalg.norm(q, axis=1, keepdims=True)
-    return np.where(q[:, :1] < 0, -q, q)
-
-
-def matrix_to_euler_zyz(r: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(N, 3, 3)`` -> intrinsic ZYZ angles ``(N, 3)`` in radians, ``R = Rz(a) Ry(b) Rz(g)``.
-
-    ``b`` in [0, pi]; at the poles (``sin b ~ 0``) the split between a and g is arbitrary and
-    ``g = 0`` is returned.
-    """
-    r = np.asarray(r, dtype=np.float64)
-    b = np.arccos(np.clip(r[:, 2, 2], -1.0, 1.0))
-    a = np.arctan2(r[:, 1, 2], r[:, 0, 2])
-    g = np.arctan2(r[:, 2, 1], -r[:, 2, 0])
-    pole = np.abs(np.sin(b)) < 1e-6
-    # At b = 0 or pi, Rz(a) Ry(b) Rz(g) depends on a +- g only; put it all in a.
-    a = np.where(pole, np.arctan2(-r[:, 0, 1], r[:, 1, 1]), a)
-    g = np.where(pole, 0.0, g)
-    return np.stack([a, b, g], -1)
 
 
 def rotations_from_table(table: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -18,7 +18,7 @@ Every image shows one figure: a class-specific **body** with a jointed **arm** a
   ``[1 - scale_jitter, 1 + scale_jitter]``. Factors ``"angle"`` (degrees), ``"shift_x"``,
   ``"shift_y"`` (pixels) and ``"scale"`` follow the convention of
   :func:`dualcontrast.transforms.geometry.warp`: the canonical figure is scaled, rotated by
-  :func:`~dualcontrast.transforms.geometry.rotation_matrix_2d` of the angle about the image
+  :func:`~dualcontrast.geometry.rotation_matrix_2d` of the angle about the image
   centre, then shifted; ``x`` runs along the last array axis, ``y`` along H.
 
 Rendering is analytic and vectorised (torch): each figure is a union of primitives described
@@ -52,7 +52,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError
-from ..transforms.geometry import rotation_matrix_2d
+from ..geometry import rotation_matrix_2d
 from .base import CONTENT, TRANSFORM, Dataset, DataSplits
 from .loading import BUILTIN_DATASETS
 

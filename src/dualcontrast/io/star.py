@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..geometry import relion_angles, relion_matrix
 from .mrc import write_volume_files
 
 # Relative difference of voxel sizes (STAR vs MRC header) taken as the same value.
@@ -66,40 +67,6 @@ ORIGIN_COLUMNS = ("rlnOriginXAngst", "rlnOriginYAngst", "rlnOriginZAngst")
 
 
 # --------------------------------------------------------------------------- angles
-
-
-def _rz(a: np.ndarray) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([c, s, z], -1), np.stack([-s, c, z], -1), np.stack([z, z, o], -1)], -2)
-
-
-def _ry(a: np.ndarray) -> np.ndarray:
-    c, s = np.cos(a), np.sin(a)
-    z, o = np.zeros_like(a), np.ones_like(a)
-    return np.stack([np.stack([c, z, -s], -1), np.stack([z, o, z], -1), np.stack([s, z, c], -1)], -2)
-
-
-def relion_matrix(angles_deg: np.ndarray) -> np.ndarray:
-    """RELION's ``A(rot, tilt, psi) = Rz(psi) Ry(tilt) Rz(rot)`` (passive rotations), ``(..., 3, 3)``."""
-    a = np.radians(np.asarray(angles_deg, np.float64))
-    return _rz(a[..., 2]) @ _ry(a[..., 1]) @ _rz(a[..., 0])
-
-
-def relion_angles(matrices: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`relion_matrix`: ``(rot, tilt, psi)`` degrees with tilt in [0, 180]."""
-    a = np.asarray(matrices, np.float64)
-    tilt = np.arccos(np.clip(a[..., 2, 2], -1.0, 1.0))
-    sin_tilt = np.sin(tilt)
-    regular = sin_tilt > 1e-6
-    rot = np.where(regular, np.arctan2(a[..., 2, 1], a[..., 2, 0]), 0.0)
-    psi = np.where(regular, np.arctan2(a[..., 1, 2], -a[..., 0, 2]), 0.0)
-    # Gimbal lock (tilt 0 or 180): only rot +- psi is defined; put it all in psi.
-    lock = np.where(
-        a[..., 2, 2] > 0, np.arctan2(a[..., 0, 1], a[..., 0, 0]), np.arctan2(a[..., 0, 1], -a[..., 0, 0])
-    )
-    psi = np.where(regular, psi, lock)
-    return np.degrees(np.stack([rot, tilt, psi], -1))
 
 
 def _centre_offset(box: int) -> np.ndarray:

@@ -64,9 +64,10 @@ from torch import nn
 
 from ..config import Config
 from ..errors import ConfigError
+from ..geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from ..nn import build_decoder, build_encoder
 from ..nn.mlp import MLPEncoder
-from ..transforms.geometry import euler_zyz_to_matrix, rotation_matrix_2d, warp
+from ..transforms.geometry import warp
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .params import choice, method_params, non_negative, positive
 

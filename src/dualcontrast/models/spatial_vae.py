@@ -63,10 +63,10 @@ from torch import nn
 
 from ..config import Config
 from ..errors import ConfigError
+from ..geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from ..losses import gaussian_kl
 from ..nn import build_encoder
 from ..nn.mlp import MLPEncoder, make_activation
-from ..transforms.geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .params import choice, method_params, positive
 

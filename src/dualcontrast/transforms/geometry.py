@@ -1,4 +1,4 @@
-"""Rotation matrices and differentiable warps of 2D images and 3D volumes.
+"""Differentiable warps of 2D images and 3D volumes (rotation matrices: :mod:`dualcontrast.geometry`).
 
 Conventions used everywhere in the package:
 
@@ -16,61 +16,10 @@ gradients flow to both the image and the transformation parameters.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-
-def rotation_matrix_2d(angle: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices for angles in radians. ``(N,) -> (N, 2, 2)``."""
-    c, s = torch.cos(angle), torch.sin(angle)
-    return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
-
-
-def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions ``(w, x, y, z)`` to rotation matrices. ``(N, 4) -> (N, 3, 3)``."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    return torch.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - z * w),
-            2 * (x * z + y * w),
-            2 * (x * y + z * w),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - x * w),
-            2 * (x * z - y * w),
-            2 * (y * z + x * w),
-            1 - 2 * (x * x + y * y),
-        ],
-        -1,
-    ).reshape((*q.shape[:-1], 3, 3))
-
-
-def random_rotation_3d(n: int, *, device=None, dtype=torch.float32, generator=None) -> torch.Tensor:
-    """``n`` rotations drawn uniformly (Haar measure) on SO(3). ``-> (n, 3, 3)``.
-
-    A normalised 4D standard-normal vector is a uniform unit quaternion, and the double
-    cover q -> R maps the uniform measure on S^3 to the Haar measure on SO(3).
-    """
-    q = torch.randn(n, 4, device=device, dtype=dtype, generator=generator)
-    return quaternion_to_matrix(q)
-
-
-def euler_zyz_to_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """Intrinsic ZYZ Euler angles (radians, ``(N, 3)``) to matrices ``(N, 3, 3)``: Rz(a) Ry(b) Rz(g)."""
-    a, b, g = angles.unbind(-1)
-
-    def rz(t: torch.Tensor) -> torch.Tensor:
-        c, s, o, i = torch.cos(t), torch.sin(t), torch.zeros_like(t), torch.ones_like(t)
-        return torch.stack([c, -s, o, s, c, o, o, o, i], -1).reshape((*t.shape, 3, 3))
-
-    def ry(t: torch.Tensor) -> torch.Tensor:
-        c, s, o, i = torch.cos(t), torch.sin(t), torch.zeros_like(t), torch.ones_like(t)
-        return torch.stack([c, o, s, o, i, o, -s, o, c], -1).reshape((*t.shape, 3, 3))
-
-    return rz(a) @ ry(b) @ rz(g)
+from ..geometry import rotation_matrix_2d
 
 
 def _theta(rotation: torch.Tensor, shift: torch.Tensor | None, spatial: tuple[int, ...]) -> torch.Tensor:
@@ -115,5 +64,3 @@ def rotate_2d(x: torch.Tensor, angle: torch.Tensor, **kwargs) -> torch.Tensor:
     return warp(x, rotation_matrix_2d(angle), **kwargs)
 
 
-def degrees(d: float) -> float:
-    return d * math.pi / 180.0

@@ -20,13 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
+from ..geometry import euler_zyz_to_matrix, random_rotation_3d, rotation_matrix_2d
 from ..registry import Registry
-from .geometry import (
-    euler_zyz_to_matrix,
-    random_rotation_3d,
-    rotation_matrix_2d,
-    warp,
-)
+from .geometry import warp
 
 TRANSFORMS: Registry[type[PairTransform]] = Registry("transform")
 

@@ -347,10 +347,10 @@ def evaluate_run(path: str | Path, *, device: str | None = None, figures: bool =
     embeddings.npz, metrics.json and (``figures``) figures/. Returns metrics.json's content.
     ``device``: default the run's ``train.device``."""
     from .models import load_trained_model
-    from .training import resolve_device
+    from .training import run_device
 
     run, cfg = open_run(path)
-    dev = resolve_device(device or cfg.train.device)
+    dev = run_device(cfg, device)
     splits = load_splits(cfg)
     model, ckpt = load_trained_model(run, cfg, dev)
     return write_evaluation(run, cfg, model, splits, dev, epoch=int(ckpt["epoch"]), figures=figures)
@@ -363,12 +363,13 @@ def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) 
     (``k``, ``k_max``, ``k_z``, ``projection``, ``average``, ``export`` ...); ``device``:
     default the run's ``train.device``.
     """
-    from .analysis.pipeline import AnalyzeOptions, device_for, run_truth_and_ctf
+    from .analysis.pipeline import AnalyzeOptions, run_truth_and_ctf
     from .analysis.pipeline import analyze_run as write_analysis
     from .models import load_trained_model
+    from .training import run_device
 
     run, cfg = open_run(path)
-    dev = device_for(cfg, device)
+    dev = run_device(cfg, device)
     splits = load_splits(cfg)
     model, _ = load_trained_model(run, cfg, dev)
     truth, ctf, voxel_size = run_truth_and_ctf(cfg)

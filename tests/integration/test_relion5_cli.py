@@ -13,9 +13,9 @@ import pytest
 import starfile
 
 from dualcontrast.cli.main import main
-from dualcontrast.data.phantoms import phantom_maps
-from dualcontrast.data.simulate import simulate_subtomograms
 from dualcontrast.io.mrc import write_volume
+from dualcontrast.simulation.phantoms import phantom_maps
+from dualcontrast.simulation.simulate import simulate_subtomograms
 
 MODEL = ["--set", "model.content_dim=4", "--set", "model.transform_dim=4", "--set", "model.decoder=conv",
          "--set", "eval.projection=pca", "--set", "train.progress=false", "--batch-size", "16"]

@@ -126,15 +126,15 @@ def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it(tmp_path):
 
 
 def test_failed_simulate_leaves_no_partial_file(tmp_path, monkeypatch):
-    import dualcontrast.data.simulate as sim
+    from dualcontrast.data import simulated
 
-    real = sim.simulate_to_file
+    real = simulated.simulate_to_file
 
     def partial(path, *args, **kwargs):
         real(path, *args, **kwargs)
         raise KeyboardInterrupt  # the file is complete on disk, the command is not
 
-    monkeypatch.setattr(sim, "simulate_to_file", partial)
+    monkeypatch.setattr(simulated, "simulate_to_file", partial)
     out = tmp_path / "sim.h5"
     assert main(["simulate", "-o", str(out), "--n-per-map", "1", "--box", "16", "--voxel-size", "2", "--states", "2"]) == 130
     assert list(tmp_path.iterdir()) == []

@@ -14,12 +14,12 @@ from scipy import ndimage
 from dualcontrast import geometry
 from dualcontrast.analysis import averaging as avg
 from dualcontrast.data.base import Dataset
-from dualcontrast.data.phantoms import Blobs, render
-from dualcontrast.data.simulate import fourier_shift, rotations_from_table, simulate_subtomograms
 from dualcontrast.errors import DataError
 from dualcontrast.evaluation.fsc import auc_fsc, fsc
 from dualcontrast.geometry import random_rotation_3d
 from dualcontrast.io.star import export_particles, poses_from_star, relion_pose, write_particles_star
+from dualcontrast.simulation.phantoms import Blobs, render
+from dualcontrast.simulation.simulate import fourier_shift, rotations_from_table, simulate_subtomograms
 from dualcontrast.transforms.geometry import warp
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dualcontrast.data.phantoms import PHANTOMS, Blobs, ball, phantom_blobs, phantom_maps, render
 from dualcontrast.errors import ConfigError
+from dualcontrast.simulation.phantoms import PHANTOMS, Blobs, ball, phantom_blobs, phantom_maps, render
 
 
 @pytest.fixture(scope="module")

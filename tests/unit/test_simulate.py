@@ -10,12 +10,14 @@ import torch
 from scipy import stats
 
 from dualcontrast import geometry
-from dualcontrast.data import simulate as sim
+from dualcontrast.data import simulated
 from dualcontrast.data.base import CONTENT, TRANSFORM
 from dualcontrast.data.loading import BUILTIN_DATASETS
-from dualcontrast.data.phantoms import Blobs, render
 from dualcontrast.errors import ConfigError, DataError
 from dualcontrast.geometry import euler_zyz_to_matrix
+from dualcontrast.simulation import ctf, maps
+from dualcontrast.simulation import simulate as sim
+from dualcontrast.simulation.phantoms import Blobs, render
 
 
 def _blob_map(n: int = 20, offset=(3.0, 0.0, 0.0)) -> np.ndarray:
@@ -102,14 +104,14 @@ def test_table_labels():
 
 
 def test_electron_wavelength():
-    assert sim.electron_wavelength(300) == pytest.approx(0.019687, rel=1e-4)
-    assert sim.electron_wavelength(200) == pytest.approx(0.025079, rel=1e-4)
-    assert sim.electron_wavelength(100) == pytest.approx(0.037014, rel=1e-4)
+    assert ctf.electron_wavelength(300) == pytest.approx(0.019687, rel=1e-4)
+    assert ctf.electron_wavelength(200) == pytest.approx(0.025079, rel=1e-4)
+    assert ctf.electron_wavelength(100) == pytest.approx(0.037014, rel=1e-4)
 
 
 def _zero_k(n: int, defocus_um: float, cs_mm: float, kv: float, amp: float) -> float:
     """k (1/A) of the n-th CTF zero: chi(k) = n pi, solved as a quadratic in k^2."""
-    lam = sim.electron_wavelength(kv)
+    lam = ctf.electron_wavelength(kv)
     dz, cs = -defocus_um * 1e4, cs_mm * 1e7
     phase = math.asin(amp) / math.pi
     u = (lam * dz - math.sqrt((lam * dz) ** 2 - 2 * cs * lam**3 * (n - phase))) / (cs * lam**3)
@@ -121,10 +123,10 @@ def test_ctf_zeros_where_the_formula_puts_them(defocus, cs, kv, amp):
     for n in (1, 2, 3):
         k0 = _zero_k(n, defocus, cs, kv, amp)
         ks = np.array([0.99 * k0, k0, 1.01 * k0])
-        values = sim.ctf_1d(ks, defocus, cs, kv, amp)
+        values = ctf.ctf_1d(ks, defocus, cs, kv, amp)
         assert abs(values[1]) < 1e-9
         assert values[0] * values[2] < 0
-    assert sim.ctf_1d(np.array([0.0]), defocus, cs, kv, amp)[0] == pytest.approx(amp)
+    assert ctf.ctf_1d(np.array([0.0]), defocus, cs, kv, amp)[0] == pytest.approx(amp)
 
 
 def test_simulated_copies_carry_the_ctf_and_its_zeros():
@@ -142,7 +144,7 @@ def test_simulated_copies_carry_the_ctf_and_its_zeros():
     radius = np.sqrt(kx**2 + ky**2 + kz**2)
     k = radius / (voxel * 10)  # 1/A
     inside = radius < 0.5
-    expected = sim.ctf_1d(k, -5.0, 1.7, 300.0, 0.1)
+    expected = ctf.ctf_1d(k, -5.0, 1.7, 300.0, 0.1)
     np.testing.assert_allclose(transfer.real[inside], expected[inside], atol=1e-4)
     assert np.abs(transfer[~inside]).max() < 1e-4
     near_zero = inside & (np.abs(k - _zero_k(1, -5.0, 1.7, 300.0, 0.1)) < 2e-4)
@@ -151,19 +153,19 @@ def test_simulated_copies_carry_the_ctf_and_its_zeros():
 
 def test_missing_wedge_mask_and_copies():
     n = 16
-    mask = sim.missing_wedge_mask(n, (-60.0, 60.0)).numpy()
+    mask = ctf.missing_wedge_mask(n, (-60.0, 60.0)).numpy()
     assert mask[0, 0, 0] and mask[0, 3, 0] and mask[0, 0, 5]  # DC, the tilt (y) axis, kx axis
     assert not mask[5, 0, 0] and not mask[5, 2, 1]  # along kz (beam): missing
     assert mask[1, 0, 5]  # kz/kx = 0.2 < tan 60
     # Asymmetric ranges: theta = atan(-kz/kx); kz = -kx -> +45 degrees.
-    asym = sim.missing_wedge_mask(n, (-10.0, 50.0)).numpy()
+    asym = ctf.missing_wedge_mask(n, (-10.0, 50.0)).numpy()
     assert asym[n - 3, 0, 3] and not asym[3, 0, 3]
     vols, _ = sim.simulate_subtomograms({("w", "0"): _blob_map(n)}, 3, snr=None, tilt_range=(-45, 45),
                                         progress=False)  # fmt: skip
     f = np.fft.rfftn(vols[:, 0], axes=(1, 2, 3))
     assert np.abs(f[:, 3:6, :, 0]).max() < 1e-4  # kx = 0, kz != 0: inside the wedge
     with pytest.raises(ConfigError, match="tilt range"):
-        sim.missing_wedge_mask(n, (30.0, -30.0))
+        ctf.missing_wedge_mask(n, (30.0, -30.0))
 
 
 # --------------------------------------------------------------------------- noise
@@ -217,7 +219,7 @@ def test_map_from_model_pdb_and_mmcif(tmp_path):
 
     pdb = tmp_path / "tiny.pdb"
     pdb.write_text(_PDB)
-    a = sim.map_from_model(pdb, box=24, voxel_size=0.5)
+    a = maps.map_from_model(pdb, box=24, voxel_size=0.5)
     assert a.shape == (24, 24, 24) and a.dtype == np.float32 and a.max() > 0
     # The mass centre sits at the box centre (atoms weighted by mass, density by electrons: close).
     grid = np.arange(24) - 11.5
@@ -229,20 +231,20 @@ def test_map_from_model_pdb_and_mmcif(tmp_path):
     assert np.argmax(centre_line) < 11
     cif = tmp_path / "tiny.cif"
     gemmi.read_structure(str(pdb)).make_mmcif_document().write_file(str(cif))
-    np.testing.assert_allclose(sim.map_from_model(cif, box=24, voxel_size=0.5), a, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(maps.map_from_model(cif, box=24, voxel_size=0.5), a, rtol=1e-4, atol=1e-6)
 
 
 def test_map_from_model_errors(tmp_path):
     bad = tmp_path / "bad.pdb"
     bad.write_text("this is not a structure\n")
     with pytest.raises(DataError, match=r"bad\.pdb"):
-        sim.map_from_model(bad)
+        maps.map_from_model(bad)
     with pytest.raises(DataError, match="no such"):
-        sim.map_from_model(tmp_path / "missing.cif")
+        maps.map_from_model(tmp_path / "missing.cif")
     big = tmp_path / "big.pdb"
     big.write_text(_PDB.replace("30.000   0.000   0.000", "900.000  0.000   0.000"))
     with pytest.raises(DataError, match="spans"):
-        sim.map_from_model(big, box=16, voxel_size=1.0)
+        maps.map_from_model(big, box=16, voxel_size=1.0)
 
 
 def test_load_maps_resamples_mrc(tmp_path):
@@ -253,16 +255,16 @@ def test_load_maps_resamples_mrc(tmp_path):
     with mrcfile.new(path) as mrc:
         mrc.set_data(coarse)
         mrc.voxel_size = 20.0  # 2 nm
-    (m,) = sim.load_maps([path], box=32, voxel_size=1.0)
+    (m,) = maps.load_maps([path], box=32, voxel_size=1.0)
     assert (m.identity, m.state, m.density.shape) == ("blob", "0", (32, 32, 32))
     # Values are kept, voxels are 8x smaller: 8x the voxel sum.
     assert m.density.sum() == pytest.approx(8 * coarse.sum(), rel=0.05)
     pdb = tmp_path / "tiny.pdb"
     pdb.write_text(_PDB)
-    grouped = sim.load_maps({("p", "open"): pdb, ("p", "closed"): path}, box=32, voxel_size=1.0)
+    grouped = maps.load_maps({("p", "open"): pdb, ("p", "closed"): path}, box=32, voxel_size=1.0)
     assert [(g.identity, g.state) for g in grouped] == [("p", "open"), ("p", "closed")]
     with pytest.raises(DataError, match="unknown map format"):
-        sim.load_maps([tmp_path / "x.txt"])
+        maps.load_maps([tmp_path / "x.txt"])
 
 
 # --------------------------------------------------------------------------- writers and data set
@@ -275,7 +277,7 @@ def test_simulate_to_file_round_trips(tmp_path):
     maps = _maps()
     expected, table = sim.simulate_subtomograms(maps, 2, snr=0.2, seed=4, progress=False)
     h5 = tmp_path / "sim.h5"
-    sim.simulate_to_file(h5, maps, 2, snr=0.2, seed=4, progress=False)
+    simulated.simulate_to_file(h5, maps, 2, snr=0.2, seed=4, progress=False)
     data = load_h5(h5)
     np.testing.assert_array_equal(data.batch(np.arange(len(data))), expected)
     np.testing.assert_array_equal(data.factors[CONTENT], table["identity"])
@@ -283,7 +285,7 @@ def test_simulate_to_file_round_trips(tmp_path):
     assert (tmp_path / "sim_groundtruth.csv").exists()
 
     stack = tmp_path / "stack.mrcs"
-    sim.simulate_to_file(stack, maps, 2, snr=0.2, seed=4, progress=False)
+    simulated.simulate_to_file(stack, maps, 2, snr=0.2, seed=4, progress=False)
     particles = load_star(tmp_path / "stack.star")
     np.testing.assert_array_equal(particles.batch(np.arange(len(particles))), expected)
     np.testing.assert_array_equal(particles.factors[CONTENT], table["identity"])
@@ -297,9 +299,9 @@ def test_simulate_to_file_round_trips(tmp_path):
     np.testing.assert_allclose(r, sim.rotations_from_table(table), atol=1e-5)
     np.testing.assert_allclose(t, np.stack([table[f"shift_{c}"] for c in "xyz"], -1), atol=1e-5)
     with pytest.raises(DataError, match="already exists"):
-        sim.simulate_to_file(h5, maps, 2, progress=False)
+        simulated.simulate_to_file(h5, maps, 2, progress=False)
     with pytest.raises(ConfigError, match="format"):
-        sim.simulate_to_file(tmp_path / "x.npy", maps, 2, progress=False)
+        simulated.simulate_to_file(tmp_path / "x.npy", maps, 2, progress=False)
 
 
 def test_phantoms3d_builtin():

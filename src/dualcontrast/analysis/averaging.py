@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..data.simulate import ctf_3d, fourier_shift, rfft_frequencies
 from ..errors import DataError
 from ..evaluation.fsc import soft_sphere_mask
 from ..geometry import grid_spacing, local_rotations, rotation_angle, so3_grid
+from ..simulation.ctf import ctf_3d, rfft_frequencies
+from ..simulation.simulate import fourier_shift
 from ..transforms.geometry import warp
 
 logger = logging.getLogger(__name__)
@@ -332,7 +333,7 @@ class CTFParams:
     """The CTF the particles went through, for a CTF-corrected (Wiener-filtered) average.
 
     ``defocus_um`` is one value or one per row of the ``volumes`` passed to
-    :func:`average_subtomograms` (sign and formula of :mod:`dualcontrast.data.simulate`).
+    :func:`average_subtomograms` (sign and formula of :mod:`dualcontrast.simulation.ctf`).
     """
 
     defocus_um: float | np.ndarray

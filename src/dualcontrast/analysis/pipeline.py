@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..config import Config
@@ -355,8 +354,8 @@ def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float | None]
     if cfg.data.path is None and cfg.data.name == "phantoms3d":
         import inspect
 
-        from ..data.phantoms import phantom_maps
-        from ..data.simulate import make_phantoms3d
+        from ..data.simulated import make_phantoms3d
+        from ..simulation.phantoms import phantom_maps
 
         defaults = {k: v.default for k, v in inspect.signature(make_phantoms3d).parameters.items()}
         p = {**defaults, **cfg.data.params}
@@ -367,7 +366,7 @@ def run_truth_and_ctf(cfg: Config) -> tuple[TruthMaps | None, Any, float | None]
         ctf = CTFParams(defocus_um=p["defocus_um"], voxel_size=p["voxel_size"], cs_mm=p["cs_mm"])
         return truth, ctf, float(p["voxel_size"])
     if cfg.data.path is not None:
-        from ..data.simulate import ground_truth_maps_path
+        from ..data.simulated import ground_truth_maps_path
         from .structures import load_truth_maps
 
         maps_path = ground_truth_maps_path(cfg.data.path)
@@ -432,9 +431,3 @@ def _ctf_from_h5(path: Path):
         voltage_kv=s["voltage_kv"],
         amplitude_contrast=s["amplitude_contrast"],
     )
-
-
-def device_for(cfg: Config, requested: str | None) -> torch.device:
-    from ..training.runtime import resolve_device
-
-    return resolve_device(requested or cfg.train.device)

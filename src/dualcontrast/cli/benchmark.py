@@ -40,7 +40,7 @@ import argparse
 import logging
 import shlex
 
-from .common import add_device_arg
+from .common import add_device_arg, add_set_arg
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     add_device_arg(p)
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     p.add_argument("--mnist", metavar="NPZ", help="MNIST file (default: the path in configs/mnist.yaml)")
-    p.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        dest="overrides",
-        help="extra config setting for every run, e.g. --set train.amp=true (repeatable; default: none)",
-    )
+    add_set_arg(p, "extra config setting for every run, e.g. --set train.amp=true")
     p.add_argument(
         "--workdir", metavar="DIR", help="run directories (default runs/benchmark-<suite>-<budget>)"
     )

@@ -13,14 +13,13 @@ from ..workflow import resolve_config as resolve
 def add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", action="append", default=[],
                    help="config file (see configs/ and `dualcontrast config`); repeat to layer files; flags override them (default: none)")
-    p.add_argument(
-        "--set",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        dest="overrides",
-        help="override any config key, e.g. --set loss.gamma_c=0.02 (repeatable; keys: `dualcontrast config`; default: none)",
-    )
+    add_set_arg(p, "override any config key, e.g. --set loss.gamma_c=0.02")
+
+
+def add_set_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--set KEY=VALUE`` (repeatable) into ``args.overrides``; ``what`` starts its help text."""
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                   help=f"{what} (repeatable; keys: `dualcontrast config`; default: none)")  # fmt: skip
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

@@ -32,11 +32,11 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..evaluation import embed, embed_splits, save_embeddings
     from ..models import load_trained_model
-    from ..training import resolve_device
+    from ..training import run_device
     from ..workflow import load_splits, open_run
 
     run, cfg = open_run(args.run)
-    device = resolve_device(args.device or cfg.train.device)
+    device = run_device(cfg, args.device)
     batch_size = args.batch_size or cfg.eval.batch_size
     normalize = args.normalize or cfg.data.normalize
     if args.data is None:

@@ -67,9 +67,10 @@ def main(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..data.phantoms import phantom_maps
-    from ..data.simulate import as_source_maps, ground_truth_maps_path, load_maps, simulate_to_file
+    from ..data.simulated import ground_truth_maps_path, simulate_to_file
     from ..errors import DataError
+    from ..simulation.maps import as_source_maps, load_maps
+    from ..simulation.phantoms import phantom_maps
 
     out = Path(args.output)
     maps_out = ground_truth_maps_path(out)

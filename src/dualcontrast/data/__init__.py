@@ -1,6 +1,6 @@
 """Data: the dataset interface, loaders for every supported format, and built-in data sets."""
 
-from . import simulate, synthetic  # noqa: F401  (register the built-in data sets)
+from . import simulated, synthetic  # noqa: F401  (register the built-in data sets)
 from .base import CONTENT, TRANSFORM, Dataset, DataSplits, LazyArray, check_finite, split_dataset
 from .loading import BUILTIN_DATASETS, load_data, load_labels, load_path
 

@@ -7,7 +7,8 @@ header statistics (min, max, mean, rms) updated from the data.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,23 @@ def write_volume_files(
         for p, v in zip(out[start : start + len(chunk)], block, strict=True):
             write_volume(p, v, voxel_size_angst, overwrite=True)
     return out
+
+
+@contextlib.contextmanager
+def new_volume_stack(
+    path: str | Path, count: int, box: int, voxel_size_angst: float, *, overwrite: bool = False
+) -> Iterator[np.ndarray]:
+    """A float32 MRC volume stack (``ispg`` 401) of ``count`` volumes ``(box, box, box)``, memory-mapped:
+    yields the ``(count, box, box, box)`` array to fill; voxel size and header statistics are set
+    when the block ends."""
+    import mrcfile
+
+    p = Path(path)
+    _refuse_existing(p, overwrite)
+    with mrcfile.new_mmap(p, shape=(count, box, box, box), mrc_mode=2, overwrite=overwrite) as mrc:
+        yield mrc.data
+        mrc.voxel_size = float(voxel_size_angst)
+        mrc.update_header_stats()
 
 
 def _read(volumes, rows: np.ndarray) -> np.ndarray:

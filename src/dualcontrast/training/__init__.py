@@ -1,7 +1,7 @@
 """Training: devices, batches, the loop (checkpoints and the run directory: :mod:`dualcontrast.rundir`)."""
 
 from .batches import BatchSource
-from .runtime import resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import resolve_device, rng_state, run_device, seed_everything, set_rng_state
 from .trainer import (
     Trainer,
     TrainState,
@@ -21,6 +21,7 @@ __all__ = [
     "infer_output",
     "resolve_device",
     "rng_state",
+    "run_device",
     "seed_everything",
     "set_rng_state",
 ]

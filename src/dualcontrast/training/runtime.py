@@ -6,12 +6,15 @@ import contextlib
 import platform
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 
 def resolve_device(name: str) -> torch.device:
@@ -25,6 +28,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} requested but no CUDA device is available")
     return device
+
+
+def run_device(cfg: Config, requested: str | None = None) -> torch.device:
+    """The device of a command on a run: ``requested`` (its ``--device``), else the run's ``train.device``."""
+    return resolve_device(requested or cfg.train.device)
 
 
 def cpu_model() -> str:

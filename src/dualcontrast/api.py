@@ -35,7 +35,7 @@ from .evaluation.run import periodic_eval
 from .models import DisentanglementModel, load_trained_model
 from .rundir import RunDir
 from .training import Trainer, resolve_device
-from .workflow import load_splits, write_evaluation
+from .workflow import load_splits, record_resolved, write_evaluation
 
 __all__ = ["DualContrast", "Run", "load_run"]
 
@@ -260,7 +260,9 @@ def train_in_run_dir(
     run = RunDir.create(root, overwrite=overwrite)
     if prepare is not None:
         prepare(run)
-    save_config(cfg, run.config, command=command)
+    meta: dict[str, Any] = {}
+    record_resolved(cfg, trainer.state, meta)
+    save_config(cfg, run.config, command=command, meta=meta)
     state = trainer.fit()
     if evaluate:
         write_evaluation(run, cfg, state.model, splits, device, epoch=state.epoch)

@@ -147,6 +147,24 @@ def absolute_data_paths(cfg: Config) -> dict[str, str]:
     return given
 
 
+def record_resolved(cfg: Config, state: Any, meta: dict[str, Any]) -> None:
+    """Write into ``cfg`` what the trainer resolved (``model.output: auto`` -> sigmoid / linear), so
+    config.yaml holds the config the model was built with; the values as given go to ``meta``."""
+    output = state.meta["output"]
+    if cfg.model.output != output:
+        meta.setdefault("model_as_given", {})["model.output"] = cfg.model.output
+        cfg.model.output = output
+
+
+def as_given(cfg: Config, meta: dict[str, Any]) -> Config:
+    """``cfg`` (a saved run's config) with what :func:`record_resolved` resolved put back as the
+    user gave it, e.g. to compare the run with a plan that leaves ``model.output`` on auto."""
+    for key, value in meta.get("model_as_given", {}).items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    return cfg
+
+
 def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
@@ -297,6 +315,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
                 entry = {"command": " ".join(command), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                          "from_epoch": start, "changes": {k: list(v) for k, v in changes.items()}}  # fmt: skip
                 meta["resumes"] = [*meta.get("resumes", []), entry]
+            record_resolved(cfg, trainer.state, meta)
             save_config(cfg, target.config, command=command if not resume else None, meta=meta)
         log.info(
             "training %s on %s (%d train / %d test) on %s%s -> %s",

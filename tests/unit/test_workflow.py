@@ -75,3 +75,19 @@ def test_summary_flags_scores_on_small_classes(tmp_path):
     text = run_summary(run, metrics)
     assert "fewer than 20 samples (test/content)" in text and "report.html" in text
     assert "caution" not in run_summary(run, {"scores": {"d_c_c": 0.9}})
+
+
+def test_config_yaml_holds_the_resolved_model_output(tmp_path):
+    """model.output: auto is resolved by the trainer; config.yaml says what the model was built with."""
+    from dualcontrast.config import load_config, read_meta
+    from dualcontrast.workflow import train_run
+
+    cfg = resolve_config(data="shapes2d", settings={
+        "data": {"params": {"n_train_per_cell": 2, "n_test_per_cell": 1}},
+        "train": {"epochs": 1, "batch_size": 20, "device": "cpu", "progress": False},
+    })  # fmt: skip
+    assert cfg.model.output == "auto"
+    result = train_run(cfg, tmp_path / "run", evaluate=False)
+    saved = result.run.config
+    assert load_config(saved).model.output == "sigmoid"  # shapes2d lies in [0, 1]
+    assert read_meta(saved)["model_as_given"] == {"model.output": "auto"}

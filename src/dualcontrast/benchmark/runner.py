@@ -234,14 +234,14 @@ def preflight(runs: Sequence[PlannedRun]) -> None:
 
 def check_existing(run: PlannedRun) -> list[str]:
     """Differences between an existing run's config and the plan ([] if none or no run yet)."""
-    from ..config import build_config, load_yaml
+    from ..config import build_config, load_yaml, read_meta
 
     config = run.path / "config.yaml"
     if run.argv is None or not config.exists():
         return []
-    from ..workflow import absolute_data_paths
+    from ..workflow import absolute_data_paths, as_given
 
-    saved = build_config(load_yaml(config))
+    saved = as_given(build_config(load_yaml(config)), read_meta(config))
     absolute_data_paths(saved)  # runs saved before data paths were stored absolute
     return config_differences(saved.to_dict(), planned_config(run))
 

@@ -208,7 +208,7 @@ def test_vitae_training_lowers_the_loss_and_reaches_every_network():
 
 
 def test_vitae_rejects_bad_params():
-    with pytest.raises(ConfigError, match=r"bad model\.params for vitae"):
+    with pytest.raises(ConfigError, match=r"unknown model\.params for vitae: .gird.; known: control_grid"):
         vitae(gird=4)
     with pytest.raises(ConfigError, match="inference"):
         vitae(inference="sometimes")
@@ -461,7 +461,7 @@ def test_disco_generator_epochs_must_leave_room_for_both_phases():
         disco(generator_epochs=3)  # train.epochs is 3
     with pytest.raises(ConfigError, match="generator_epochs"):
         disco(generator_epochs=0)
-    with pytest.raises(ConfigError, match=r"bad model\.params for disco"):
+    with pytest.raises(ConfigError, match=r"unknown model\.params for disco: .navigator."):
         disco(navigator="fc")
     with pytest.raises(ConfigError, match="latent_source"):
         disco(latent_source="uniform")

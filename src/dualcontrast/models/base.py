@@ -6,16 +6,22 @@
 - :meth:`configure_optimizers` -> named optimizers (the trainer adds one StepLR to each),
 - :meth:`training_step` ``(x, optimizers) -> named loss terms``: one full update on a batch
   (a method with several optimizers, like DualContrast, steps each itself). The terms are
-  detached tensors, so logging never forces a device sync.
+  detached tensors, so logging never forces a device sync. The default is one Adam step of
+  ``"main"`` on the ``"loss"`` term of :meth:`step_terms`.
+
+:meth:`from_config` is shared: it passes the config's model settings, loss and transform sections,
+the training step and the method's typed ``model.params`` (:attr:`Params`) to the constructor,
+each where the constructor takes it; a method adds its own in :meth:`config_kwargs`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -24,6 +30,7 @@ from ..config import Config, LossConfig
 from ..losses import vae_terms
 from ..registry import Registry
 from ..rundir import load_checkpoint
+from .params import ModelParams
 
 if TYPE_CHECKING:
     from ..rundir import RunDir
@@ -77,6 +84,8 @@ class DisentanglementModel(nn.Module, ABC):
 
     #: set by the trainer: autocast dtype for forward passes (None = full precision)
     amp_dtype: torch.dtype | None = None
+    #: the method's typed ``model.params`` (the base class: the method takes none)
+    Params: ClassVar[type[ModelParams]] = ModelParams
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,11 +103,51 @@ class DisentanglementModel(nn.Module, ABC):
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; their names key the checkpoint."""
 
-    @abstractmethod
     def training_step(
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
-        """One update on batch ``x``; returns detached scalar loss terms (``"loss"`` is the total)."""
+        """One update on batch ``x``; returns detached scalar loss terms (``"loss"`` is the total).
+
+        Default: :meth:`step_terms` under autocast, then one step of optimizer ``"main"`` on ``"loss"``.
+        """
+        with self.autocast():
+            terms = self.step_terms(x)
+        self.minimize(optimizers["main"], terms["loss"])
+        return {k: v.detach() for k, v in terms.items()}
+
+    def step_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named loss terms of batch ``x`` with the total as ``"loss"`` (for the default
+        :meth:`training_step`; a method with its own training step need not implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither step_terms nor training_step")
+
+    @classmethod
+    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> DisentanglementModel:
+        """The model ``cfg`` describes, for samples of ``sample_shape`` and decoder ``output``."""
+        return cls(sample_shape, **cls.config_kwargs(cfg, sample_shape, output))
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> dict[str, Any]:
+        """Constructor keywords from ``cfg``: the settings every method shares, those the
+        constructor takes, then the typed ``model.params`` (:attr:`Params`, checked)."""
+        from ..transforms import build_transform
+
+        del sample_shape  # used by methods that build other models (DisCo)
+        m = cfg.model
+        shared: dict[str, Any] = {
+            "content_dim": m.content_dim,
+            "transform_dim": m.transform_dim,
+            "arch": m.arch,
+            "decoder": m.decoder,
+            "output": output,
+            "encoder_options": m.encoder_options,
+            "decoder_options": m.decoder_options,
+            "loss": lambda: LossConfig(**vars(cfg.loss)),
+            "transform": lambda: build_transform(cfg.transform),
+            "step": cfg.train.step,
+        }
+        takes = inspect.signature(cls.__init__).parameters
+        kwargs = {k: v() if callable(v) else v for k, v in shared.items() if k in takes}
+        return {**kwargs, **cls.Params.parse(m.name, m.params).as_kwargs()}
 
     def on_epoch_end(self, epoch: int) -> None:
         """Hook for methods with per-epoch state (none by default)."""
@@ -119,6 +168,13 @@ class DisentanglementModel(nn.Module, ABC):
     def set_gradient_sync(self, sync: Any) -> None:
         """Install a callable ``sync(params)`` that averages gradients across processes."""
         self._grad_sync = sync
+
+    def minimize(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        """``zero_grad -> backward -> step`` of ``optimizer`` on ``loss`` (gradients averaged across
+        processes in distributed runs)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer_step(optimizer)
 
     def optimizer_step(
         self, optimizer: torch.optim.Optimizer, params: Iterable[nn.Parameter] | None = None

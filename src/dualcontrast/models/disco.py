@@ -60,6 +60,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,7 @@ from ..rundir import RunDir
 from ..transforms import PairTransform, build_transform
 from .base import MODELS, Codes, DisentanglementModel, load_trained_model
 from .dualcontrast import ABLATIONS, DualContrast
+from .params import ModelParams
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +207,32 @@ class DisentanglingEncoder(nn.Module):
 # -- the model ------------------------------------------------------------------------------------
 
 
+@dataclass
+class DisCoParams(ModelParams):
+    """``model.params`` of disco (checked by :class:`DisCo`): the generator (a finished run, or trained
+    here for ``generator_epochs``, default half of train.epochs), the navigator's directions, the
+    contrastive draw and loss, the shifts, and the DisCo phase's learning rate."""
+
+    generator_run: str | None = None
+    generator_epochs: int | None = None
+    directions: int | None = None
+    queries: int = 32
+    positives: int = 32
+    negatives: int = 64
+    temperature: float = 1.0
+    threshold: float = 0.95
+    flip: bool = True
+    entropy_weight: float = 1.0
+    shift_min: float = 0.5
+    shift_max: float = 3.0
+    latent_source: str = "posterior"
+    detach_negatives: bool = True
+    disco_lr: float | None = None
+
+
 class DisCo(DisentanglementModel):
+    Params = DisCoParams
+
     def __init__(
         self,
         sample_shape: Sequence[int],
@@ -278,40 +305,39 @@ class DisCo(DisentanglementModel):
 
     @classmethod
     def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> DisCo:
-        params = dict(cfg.model.params)
-        run = params.pop("generator_run", None)
+        try:
+            return super().from_config(cfg, sample_shape, output)
+        except TypeError as e:  # a value of the wrong type, met by the constructor's checks
+            raise ConfigError(f"bad model.params for disco: {e}") from None
+
+    @classmethod
+    def config_kwargs(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> dict[str, Any]:
+        kwargs = super().config_kwargs(cfg, sample_shape, output)
+        run = kwargs.pop("generator_run")
         if run is not None:
-            generator = load_generator(run, sample_shape)
-            params.setdefault("generator_epochs", 0)
-            if params["generator_epochs"] != 0:
+            kwargs["generator"] = load_generator(run, sample_shape)
+            if kwargs["generator_epochs"] is None:
+                kwargs["generator_epochs"] = 0
+            if kwargs["generator_epochs"] != 0:
                 raise ConfigError(
                     "disco: params.generator_run loads a trained generator; set generator_epochs to 0"
                 )
-        else:
-            gen_cfg = copy.deepcopy(cfg)
-            gen_cfg.model.name = GENERATOR_MODEL
-            generator = DualContrast.from_config(gen_cfg, sample_shape, output)
-            epochs = params.setdefault("generator_epochs", max(1, cfg.train.epochs // 2))
-            if not isinstance(epochs, int) or not 1 <= epochs < cfg.train.epochs:
-                raise ConfigError(
-                    f"disco: params.generator_epochs must be an integer in [1, train.epochs) = "
-                    f"[1, {cfg.train.epochs}) so both phases run, got {epochs!r} "
-                    "(or give params.generator_run, a finished vae2 run)"
-                )
-        m = cfg.model
-        try:
-            return cls(
-                sample_shape,
-                generator,
-                content_dim=m.content_dim,
-                transform_dim=m.transform_dim,
-                arch=m.arch,
-                encoder_options=m.encoder_options,
-                transform=build_transform(cfg.transform),
-                **params,
+            return kwargs
+        gen_cfg = copy.deepcopy(cfg)
+        gen_cfg.model.name, gen_cfg.model.params = GENERATOR_MODEL, {}
+        kwargs["generator"] = DualContrast.from_config(gen_cfg, sample_shape, output)
+        # The generator trains for the first part of the schedule, so its length bounds that part.
+        total = cfg.train.epochs
+        epochs = kwargs["generator_epochs"]
+        if epochs is None:
+            epochs = kwargs["generator_epochs"] = max(1, total // 2)
+        if not isinstance(epochs, int) or not 1 <= epochs < total:
+            raise ConfigError(
+                f"disco: params.generator_epochs must be an integer in [1, train.epochs) = "
+                f"[1, {total}) so both phases run, got {epochs!r} "
+                "(or give params.generator_run, a finished vae2 run)"
             )
-        except TypeError as e:
-            raise ConfigError(f"bad model.params for disco: {e}") from None
+        return kwargs
 
     # -- phases ---------------------------------------------------------------------------------
     @property
@@ -458,9 +484,7 @@ class DisCo(DisentanglementModel):
     def _disco_step(self, x: torch.Tensor, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
         with self.autocast():
             terms = self.disco_terms(x)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer_step(opt)
+        self.minimize(opt, terms["loss"])
         return {k: v.detach() for k, v in terms.items()}
 
 

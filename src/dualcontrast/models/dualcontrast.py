@@ -91,24 +91,11 @@ class DualContrast(DisentanglementModel):
         self.step = step
 
     @classmethod
-    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> DualContrast:
-        loss = LossConfig(**vars(cfg.loss))
-        for weight in ABLATIONS[cfg.model.name]:
-            setattr(loss, weight, 0.0)
-        m = cfg.model
-        return cls(
-            sample_shape,
-            content_dim=m.content_dim,
-            transform_dim=m.transform_dim,
-            arch=m.arch,
-            decoder=m.decoder,
-            output=output,
-            encoder_options=m.encoder_options,
-            decoder_options=m.decoder_options,
-            loss=loss,
-            transform=build_transform(cfg.transform),
-            step=cfg.train.step,
-        )
+    def config_kwargs(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> dict[str, Any]:
+        kwargs = super().config_kwargs(cfg, sample_shape, output)
+        for weight in ABLATIONS[cfg.model.name]:  # the ablations: DualContrast without these terms
+            setattr(kwargs["loss"], weight, 0.0)
+        return kwargs
 
     # -- contract -----------------------------------------------------------------------------
     def encode(self, x: torch.Tensor) -> Codes:

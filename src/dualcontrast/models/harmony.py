@@ -57,30 +57,49 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..config import Config
 from ..errors import ConfigError
 from ..geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from ..nn import build_decoder, build_encoder
 from ..nn.mlp import MLPEncoder
 from ..transforms.geometry import warp
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
-from .params import choice, method_params, non_negative, positive
+from .params import ModelParams, choice, non_negative, positive
 
-DEFAULTS: dict[str, Any] = {
-    "gamma": 1.0,
-    "scale": False,
-    "max_angle": 90.0,
-    "max_shift": None,
-    "scale_range": [1.0, 1.5],
-    "shift_bound": None,
-    "encoder": "auto",
-    "decoder": "auto",
-}
+
+@dataclass
+class HarmonyParams(ModelParams):
+    """``model.params`` of harmony: weight of the siamese term, the transformations it models and
+    their ranges, and its networks."""
+
+    gamma: float = 1.0
+    scale: bool = False
+    max_angle: float = 90.0
+    max_shift: float | None = None
+    scale_range: list[float] = field(default_factory=lambda: [1.0, 1.5])
+    shift_bound: float | None = None
+    encoder: str = "auto"
+    decoder: str = "auto"
+
+    def check(self, method: str) -> None:
+        if not isinstance(self.scale, bool):
+            raise ConfigError(f"model.params.scale for {method} must be true or false, got {self.scale!r}")
+        rng = self.scale_range
+        if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and 0 < float(rng[0]) <= float(rng[1])):
+            raise ConfigError(f"model.params.scale_range for {method} must be [low, high] with 0 < low <= high")
+        self.encoder = choice(method, "encoder", self.encoder, ("auto", "mlp", "conv"))
+        self.decoder = choice(method, "decoder", self.decoder, ("auto", "mlp", "conv"))
+        self.gamma = positive(method, "gamma", self.gamma)
+        self.max_angle = non_negative(method, "max_angle", self.max_angle)
+        if self.max_shift is not None:
+            self.max_shift = non_negative(method, "max_shift", self.max_shift)
+        if self.shift_bound is not None:
+            self.shift_bound = positive(method, "shift_bound", self.shift_bound)
 DEFAULT_MAX_SHIFT = {2: 3.0, 3: 4.0}
 MLP_ENCODER = {"hidden": (512, 512, 512, 512, 128), "activation": "tanh"}
 
@@ -138,6 +157,8 @@ class _Heads(nn.Module):
 
 
 class Harmony(DisentanglementModel):
+    Params = HarmonyParams
+
     def __init__(
         self,
         sample_shape: Sequence[int],
@@ -189,33 +210,6 @@ class Harmony(DisentanglementModel):
         # Replace the Gaussian z heads by a deterministic k head of the transformation's size.
         enc.heads = _Heads(enc.heads.linear.in_features, self.content_dim, self.n_params)
         return enc
-
-    @classmethod
-    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> Harmony:
-        name = cfg.model.name
-        p = method_params(name, cfg.model.params, DEFAULTS)
-        if not isinstance(p["scale"], bool):
-            raise ConfigError(f"model.params.scale for {name} must be true or false, got {p['scale']!r}")
-        rng = p["scale_range"]
-        if not (isinstance(rng, (list, tuple)) and len(rng) == 2 and 0 < float(rng[0]) <= float(rng[1])):
-            raise ConfigError(f"model.params.scale_range for {name} must be [low, high] with 0 < low <= high")
-        m = cfg.model
-        return cls(
-            sample_shape,
-            content_dim=m.content_dim,
-            arch=m.arch,
-            output=output,
-            encoder=choice(name, "encoder", p["encoder"], ("auto", "mlp", "conv")),
-            decoder=choice(name, "decoder", p["decoder"], ("auto", "mlp", "conv")),
-            encoder_options=m.encoder_options,
-            decoder_options=m.decoder_options,
-            gamma=positive(name, "gamma", p["gamma"]),
-            scale=p["scale"],
-            max_angle=non_negative(name, "max_angle", p["max_angle"]),
-            max_shift=None if p["max_shift"] is None else non_negative(name, "max_shift", p["max_shift"]),
-            scale_range=rng,
-            shift_bound=None if p["shift_bound"] is None else positive(name, "shift_bound", p["shift_bound"]),
-        )
 
     # -- transformation parameters <-> warps ------------------------------------------------------
     def _effective(self, k_raw: torch.Tensor) -> torch.Tensor:

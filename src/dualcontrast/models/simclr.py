@@ -28,6 +28,7 @@ al.), ``w_infonce`` (1.0), ``w_z_neg`` (1.0). One Adam optimizer over all parame
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -38,13 +39,29 @@ from ..losses import cosine_similarity_loss, info_nce, vae_objective
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
 from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
-from .params import method_params, non_negative, positive
+from .params import ModelParams, non_negative, positive
 
-DEFAULTS: dict[str, Any] = {"temperature": 1.0, "w_infonce": 1.0, "w_z_neg": 1.0}
+
+@dataclass
+class SimCLRParams(ModelParams):
+    """``model.params`` of simclr / simclr-gen: InfoNCE temperature and the weights of its terms."""
+
+    temperature: float = 1.0
+    w_infonce: float = 1.0
+    w_z_neg: float = 1.0
+
+    def check(self, method: str) -> None:
+        self.temperature = positive(method, "temperature", self.temperature)
+        self.w_infonce = non_negative(method, "w_infonce", self.w_infonce)
+        self.w_z_neg = non_negative(method, "w_z_neg", self.w_z_neg)
+
+
 VARIANTS = {"simclr": False, "simclr-gen": True}  # name -> generative
 
 
 class SimCLR(DisentanglementModel):
+    Params = SimCLRParams
+
     def __init__(
         self,
         sample_shape: Sequence[int],
@@ -94,26 +111,8 @@ class SimCLR(DisentanglementModel):
         self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
 
     @classmethod
-    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> SimCLR:
-        name = cfg.model.name
-        p = method_params(name, cfg.model.params, DEFAULTS)
-        m = cfg.model
-        return cls(
-            sample_shape,
-            generative=VARIANTS[name],
-            content_dim=m.content_dim,
-            transform_dim=m.transform_dim,
-            arch=m.arch,
-            decoder=m.decoder,
-            output=output,
-            encoder_options=m.encoder_options,
-            decoder_options=m.decoder_options,
-            temperature=positive(name, "temperature", p["temperature"]),
-            w_infonce=non_negative(name, "w_infonce", p["w_infonce"]),
-            w_z_neg=non_negative(name, "w_z_neg", p["w_z_neg"]),
-            loss=LossConfig(**vars(cfg.loss)),
-            transform=build_transform(cfg.transform),
-        )
+    def config_kwargs(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> dict[str, Any]:
+        return {**super().config_kwargs(cfg, sample_shape, output), "generative": VARIANTS[cfg.model.name]}
 
     # -- contract -----------------------------------------------------------------------------
     def posterior(self, x: torch.Tensor) -> Codes:

@@ -55,31 +55,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config
 from ..errors import ConfigError
 from ..geometry import euler_zyz_to_matrix, rotation_matrix_2d
 from ..losses import gaussian_kl
 from ..nn import build_encoder
 from ..nn.mlp import MLPEncoder, make_activation
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
-from .params import choice, method_params, positive
+from .params import ModelParams, choice, positive, positive_int
 
-DEFAULTS: dict[str, Any] = {
-    "theta_prior": math.pi,
-    "dx_scale": 0.1,
-    "likelihood": "auto",
-    "noise_std": 1.0,
-    "hidden": 500,
-    "layers": 2,
-    "activation": "tanh",
-    "encoder": "auto",
-}
+
+@dataclass
+class SpatialVAEParams(ModelParams):
+    """``model.params`` of spatial-vae: pose prior and scale, likelihood, and its coordinate decoder."""
+
+    theta_prior: float = math.pi
+    dx_scale: float = 0.1
+    likelihood: str = "auto"
+    noise_std: float = 1.0
+    hidden: int = 500
+    layers: int = 2
+    activation: str = "tanh"
+    encoder: str = "auto"
+
+    def check(self, method: str) -> None:
+        self.hidden = positive_int(method, "hidden", self.hidden)
+        self.layers = positive_int(method, "layers", self.layers)
+        self.encoder = choice(method, "encoder", self.encoder, ("auto", "mlp", "conv"))
+        self.theta_prior = positive(method, "theta_prior", self.theta_prior)
+        self.dx_scale = positive(method, "dx_scale", self.dx_scale)
+        self.likelihood = choice(method, "likelihood", self.likelihood, ("auto", "gaussian", "bernoulli"))
+        self.noise_std = positive(method, "noise_std", self.noise_std)
+        self.activation = choice(method, "activation", self.activation, ("tanh", "relu", "leaky_relu"))
 MLP_ENCODER = {"hidden": (500, 500), "activation": "tanh"}
 
 
@@ -134,6 +147,8 @@ class CoordinateDecoder(nn.Module):
 
 
 class SpatialVAE(DisentanglementModel):
+    Params = SpatialVAEParams
+
     def __init__(
         self,
         sample_shape: Sequence[int],
@@ -182,30 +197,6 @@ class SpatialVAE(DisentanglementModel):
         # Derived from the shape, so not part of the checkpoint.
         self.register_buffer("grid", pixel_grid(self.sample_shape[1:]), persistent=False)
 
-    @classmethod
-    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> SpatialVAE:
-        name = cfg.model.name
-        p = method_params(name, cfg.model.params, DEFAULTS)
-        for key in ("hidden", "layers"):
-            if isinstance(p[key], bool) or not isinstance(p[key], int) or p[key] < 1:
-                raise ConfigError(f"model.params.{key} for {name} must be an integer >= 1, got {p[key]!r}")
-        m = cfg.model
-        return cls(
-            sample_shape,
-            content_dim=m.content_dim,
-            arch=m.arch,
-            output=output,
-            encoder=choice(name, "encoder", p["encoder"], ("auto", "mlp", "conv")),
-            encoder_options=m.encoder_options,
-            theta_prior=positive(name, "theta_prior", p["theta_prior"]),
-            dx_scale=positive(name, "dx_scale", p["dx_scale"]),
-            likelihood=choice(name, "likelihood", p["likelihood"], ("auto", "gaussian", "bernoulli")),
-            noise_std=positive(name, "noise_std", p["noise_std"]),
-            hidden=p["hidden"],
-            layers=p["layers"],
-            activation=choice(name, "activation", p["activation"], ("tanh", "relu", "leaky_relu")),
-        )
-
     # -- pose -> coordinates -> image -------------------------------------------------------------
     def rotation(self, angles: torch.Tensor) -> torch.Tensor:
         """Rotation latents ``(B, n_rot)`` -> matrices ``(B, d, d)``."""
@@ -233,16 +224,8 @@ class SpatialVAE(DisentanglementModel):
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
 
-    def training_step(
-        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        with self.autocast():
-            terms = self.elbo_terms(x)
-        opt = optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer_step(opt)
-        return {k: v.detach() for k, v in terms.items()}
+    def step_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.elbo_terms(x)
 
     # -- loss -----------------------------------------------------------------------------------
     def neg_log_likelihood(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

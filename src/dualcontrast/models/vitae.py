@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -56,6 +57,7 @@ from ..config import Config, LossConfig
 from ..errors import ConfigError
 from ..nn import build_decoder, build_encoder
 from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
+from .params import ModelParams
 
 INFERENCE = ("conditional", "unconditional")
 
@@ -182,7 +184,29 @@ class VelocityDecoder(nn.Module):
         return F.pad(control, (1, 1) * self.dims) if self.zero_boundary else control
 
 
+@dataclass
+class VITAEParams(ModelParams):
+    """``model.params`` of vitae: the velocity field (control grid, integration steps, bound, width),
+    how z is inferred, and whether the field vanishes at the border (checked by :class:`VITAE`)."""
+
+    control_grid: int = 5
+    steps: int = 7
+    max_velocity: float = 3.0
+    hidden: int = 128
+    inference: str = "conditional"
+    zero_boundary: bool = True
+
+
 class VITAE(DisentanglementModel):
+    Params = VITAEParams
+
+    @classmethod
+    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> VITAE:
+        try:
+            return super().from_config(cfg, sample_shape, output)
+        except TypeError as e:  # a value of the wrong type, met by the constructor's checks
+            raise ConfigError(f"bad model.params for vitae: {e}") from None
+
     def __init__(
         self,
         sample_shape: Sequence[int],
@@ -237,25 +261,6 @@ class VITAE(DisentanglementModel):
         self.velocity_decoder = VelocityDecoder(
             transform_dim, dims, control_grid, hidden, max_velocity, zero_boundary
         )
-
-    @classmethod
-    def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> VITAE:
-        m = cfg.model
-        try:
-            return cls(
-                sample_shape,
-                content_dim=m.content_dim,
-                transform_dim=m.transform_dim,
-                arch=m.arch,
-                decoder=m.decoder,
-                output=output,
-                encoder_options=m.encoder_options,
-                decoder_options=m.decoder_options,
-                loss=LossConfig(**vars(cfg.loss)),
-                **m.params,
-            )
-        except TypeError as e:
-            raise ConfigError(f"bad model.params for vitae: {e}") from None
 
     # -- pieces ---------------------------------------------------------------------------------
     def velocity(self, z: torch.Tensor) -> torch.Tensor:

@@ -32,11 +32,9 @@ log = logging.getLogger(__name__)
 
 # `dualcontrast train` with neither --data nor --config: a run that shows its result in under three
 # minutes on a 2-core CPU. Half the samples per cell, a 5x higher learning rate (1e-3 and above
-# collapsed the decoder to one blob within 12 epochs on this data) and 16 epochs. Measured on the
-# idle machine (test split): 16 epochs D(c|c) 0.84, D(c|z) 0.35, SAP(c) 0.49, ARI(c) 0.47 in 170 s
-# wall; 20 epochs 0.84 / 0.40 / 0.44 / 0.25 in 175 s. Each column of the transfer grid keeps its
-# shape. The package defaults stay those of the paper, which the benchmarks rely on
-# (configs/shapes2d_quality.yaml is the full-size run).
+# collapsed the decoder to one blob within 12 epochs on this data) and 16 epochs, chosen by the
+# measurements in benchmarks/results/first_run.md. The package defaults stay those of the paper,
+# which the benchmarks rely on (configs/shapes2d_quality.yaml is the full-size run).
 FIRST_RUN: dict[str, Any] = {
     "data": {"name": "shapes2d", "params": {"n_train_per_cell": 500, "n_test_per_cell": 100}},
     "train": {"epochs": 16, "lr": 5e-4},

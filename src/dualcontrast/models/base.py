@@ -86,6 +86,18 @@ class DisentanglementModel(nn.Module, ABC):
         """Reconstruction from codes; None for methods without a decoder."""
         return None
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A data batch as the encoder saw its training inputs (embedding, evaluation, figures).
+
+        Methods that train on finished pair views (:mod:`dualcontrast.transforms.views`) apply
+        the same finishing here; others see the data as loaded.
+        """
+        return x
+
+    def embed_codes(self, x: torch.Tensor) -> Codes:
+        """:meth:`encode` of a data batch through :meth:`prepare`: what every code reported is."""
+        return self.encode(self.prepare(x))
+
     @abstractmethod
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; their names key the checkpoint."""

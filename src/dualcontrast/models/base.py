@@ -96,9 +96,10 @@ class DisentanglementModel(nn.Module, ABC):
     ) -> dict[str, torch.Tensor]:
         """One update on batch ``x``; returns detached scalar loss terms (``"loss"`` is the total)."""
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Hook for methods with per-epoch state (none by default)."""
-        del epoch
+    def on_epoch_end(self, epochs_done: int) -> None:
+        """Hook for methods with per-epoch state (none by default), called by the trainer after
+        every epoch with the number of epochs completed so far (1 after the first)."""
+        del epochs_done
 
     @property
     def has_decoder(self) -> bool:

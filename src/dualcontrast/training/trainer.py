@@ -287,8 +287,8 @@ class Trainer:
                 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
                 for s in st.schedulers.values():
                     s.step()
-            st.model.on_epoch_end(epoch)
             st.epoch = epoch + 1
+            st.model.on_epoch_end(st.epoch)
             means = self._epoch_means(sums)
             for k, v in means.items():
                 if not np.isfinite(v):

@@ -3,7 +3,7 @@
 - :meth:`encode` ``x -> Codes`` (means and log-variances of c and z; None where a method
   has no such code),
 - :meth:`decode` ``(c, z) -> x`` where the method has a decoder,
-- :meth:`configure_optimizers` -> named optimizers (the trainer adds one StepLR to each),
+- :meth:`configure_optimizers` -> named optimizers (the trainer adds one ``train.schedule`` scheduler to each),
 - :meth:`training_step` ``(x, optimizers) -> named loss terms``: one full update on a batch
   (a method with several optimizers, like DualContrast, steps each itself). The terms are
   detached tensors, so logging never forces a device sync.

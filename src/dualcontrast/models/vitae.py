@@ -40,8 +40,9 @@ half-turn of the central cells needs about 2.2) keeps the model away from them.
 
 ``model.params`` (defaults): ``control_grid`` 5, ``steps`` 7, ``max_velocity`` 3.0 (normalised
 units per unit time), ``zero_boundary`` true, ``hidden`` 128 (width of the z -> velocity MLP),
-``inference`` conditional, ``beta_c`` 1.0 and ``beta_z`` 1.0 (the ELBO's KL weights). Encoders and the appearance decoder are the presets of
-:mod:`dualcontrast.nn` (``model.arch``, ``model.decoder``), one encoder per code.
+``inference`` conditional, ``beta_c`` 1.0 and ``beta_z`` 1.0 (the ELBO's KL weights). Encoders
+and the appearance decoder are the presets of :mod:`dualcontrast.nn` (``model.arch``,
+``model.decoder``), one encoder per code.
 
 Conventions are those of :mod:`dualcontrast.transforms.geometry`: ``align_corners=False``
 normalised coordinates ``(x, y[, z])`` in ``[-1, 1]``, ``x`` along the last axis. A warp samples

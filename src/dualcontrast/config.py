@@ -101,6 +101,16 @@ class TrainConfig:
     lr: float = key(1e-4, "Adam learning rate", low=0, high=1, low_open=True)
     lr_step: int = key(50, "StepLR step size (epochs)", low=1)
     lr_gamma: float = key(0.1, "StepLR factor", low=0, high=1, low_open=True)
+    # The paper's StepLR is tuned for 150-200 GPU epochs; the per-batch ones suit a CPU budget.
+    schedule: str = key(
+        "step",
+        "step (StepLR by lr_step / lr_gamma, per epoch: the paper's) | cosine (linear warm-up, then "
+        "cosine to ~0, per batch) | onecycle (one-cycle lr curve, per batch); see dualcontrast.training.schedule",
+    )
+    warmup_epochs: float | None = key(
+        None, "rising phase of cosine / onecycle in epochs (fractions allowed); null: cosine none, "
+        "onecycle 30% of train.epochs", low=0,
+    )
     step: str = key("fused", "fused | reference (the published per-step procedure)")
     seed: int = key(0, "seed of initialisation and batches", low=0)
     device: str = key("auto", "auto | cpu | cuda | cuda:N")

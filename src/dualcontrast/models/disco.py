@@ -321,12 +321,12 @@ class DisCo(DisentanglementModel):
         """Freeze G in phase 2 (idempotent; also right after loading a checkpoint)."""
         self.generator.requires_grad_(self.in_generator_phase)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epochs_done: int) -> None:
         if self.in_generator_phase:
-            if epoch + 1 >= self.generator_epochs:
+            if epochs_done >= self.generator_epochs:
                 self.phase.fill_(PHASE_DISCO)
                 self._apply_phase()
-                log.info("disco: generator trained for %d epochs; frozen, DisCo phase starts", epoch + 1)
+                log.info("disco: generator trained for %d epochs; frozen, DisCo phase starts", epochs_done)
             return
         self._reduce_stats()
         if self._count > 1:

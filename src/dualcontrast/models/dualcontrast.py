@@ -161,10 +161,11 @@ class DualContrast(DisentanglementModel):
         state_dict.setdefault(prefix + "contrastive_scale", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epochs_done: int) -> None:
+        # Epoch k (1-based) trains at (k - 1) / warmup: the first at 0, full weight from epoch warmup + 1.
         warmup = self.loss_cfg.contrastive_warmup
         if warmup:
-            self.contrastive_scale.fill_(min(1.0, epoch / warmup))
+            self.contrastive_scale.fill_(min(1.0, epochs_done / warmup))
 
     def _main_terms(
         self,

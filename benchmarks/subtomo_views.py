@@ -44,6 +44,43 @@ VARIANTS: dict[str, list[str]] = {
 }
 
 
+def init_geometry(n: int = 64) -> list[dict]:
+    """At initialisation (reference 3D encoder, d = 10, seed 0): mean |cos| between two particles'
+    c, on raw and on batch-centred codes, and the head bias's share of |c|, with and without instance
+    norm in the trunk and with the head bias zeroed. Inputs: finished views of seed-1 phantoms."""
+    import numpy as np
+
+    from dualcontrast.data import load_data
+    from dualcontrast.nn import build_encoder
+    from dualcontrast.transforms.views import PairViews
+
+    splits = load_data(name="phantoms3d", params={"n_per_state": 10, "seed": 1, "progress": False},
+                       normalize="per_sample")
+    x = PairViews().prepare(torch.as_tensor(np.asarray(splits.train.x[:n]), dtype=torch.float32))
+
+    def mean_abs_cos(c: torch.Tensor) -> float:
+        u = torch.nn.functional.normalize(c, dim=1)
+        m = (u @ u.T).abs()
+        return float(m[~torch.eye(len(c), dtype=torch.bool)].mean())
+
+    rows = []
+    for norm in ("none", "instance"):
+        for zero_bias in (False, True):
+            torch.manual_seed(0)
+            enc = build_encoder("subtomo", tuple(x.shape[1:]), 10, 10, norm=norm)
+            if zero_bias:
+                torch.nn.init.zeros_(enc.heads.linear.bias)
+            with torch.no_grad():
+                c = enc(x)[0]
+            bias = enc.heads.linear.bias.detach()[:10]
+            rows.append({
+                "trunk norm": norm, "head bias": "zero" if zero_bias else "default init",
+                "c_neg": mean_abs_cos(c), "c_neg centred": mean_abs_cos(c - c.mean(0)),
+                "bias share of |c|": float(bias.norm() / c.norm(dim=1).mean()),
+            })  # fmt: skip
+    return rows
+
+
 def _log_column(path: Path, column: str) -> list[float]:
     with path.open() as f:
         return [float(r[column]) for r in csv.DictReader(f) if r.get(column) not in (None, "")]
@@ -107,12 +144,14 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     device = device_name("cpu")
     t0 = time.time()
+    geometry = init_geometry()
     results = {v: run_variant(v, VARIANTS[v], args) for v in args.variants}
     wall = time.time() - t0
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "subtomo_views.json").write_text(
-        json.dumps({"args": vars(args), "device": device, "wall_seconds": wall, "results": results}, indent=2)
+        json.dumps({"args": vars(args), "device": device, "wall_seconds": wall, "results": results,
+                    "init_geometry": geometry}, indent=2)
     )
     cmd = " ".join(["python benchmarks/subtomo_views.py", *sys.argv[1:]])
     lines = [
@@ -137,6 +176,18 @@ def main() -> int:
             f"{fmt(r['d_state_z_nucleosome'])} | {fmt(r['d_state_c_nucleosome'])} | "
             f"{fmt(r['c_neg_first_epoch'])} | {fmt(r['c_neg_last_epoch'])} | {r['seconds']:.0f} |"
         )
+    lines += [
+        "",
+        "## Code geometry at initialisation (reference 3D encoder, d = 10, 64 finished phantom views)",
+        "",
+        "| trunk norm | head bias | c_neg | c_neg on batch-centred c | head bias / mean \\|c\\| |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {g['trunk norm']} | {g['head bias']} | {g['c_neg']:.3f} | {g['c_neg centred']:.3f} | "
+        f"{g['bias share of |c|']:.3f} |"
+        for g in geometry
+    ]
     notes = out / "subtomo_views_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]

@@ -20,9 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from dualcontrast.workflow import analyze_run, resolve_config, train_run
 
@@ -55,11 +58,16 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
     cfg = resolve_config(
         config_files=[REPO / "configs" / "subtomo.yaml"], settings=settings, overrides=data + args.overrides + extra
     )
-    train_run(cfg, run, overwrite=True)
-    train_s = time.time() - t0
-    t1 = time.time()
-    analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
-    analyze_s = time.time() - t1
+    timing = run / "benchmark_seconds.json"
+    if args.reuse and timing.exists() and (run / "analysis" / "analysis.json").exists():
+        train_s, analyze_s = json.loads(timing.read_text())
+    else:
+        train_run(cfg, run, overwrite=True)
+        train_s = time.time() - t0
+        t1 = time.time()
+        analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
+        analyze_s = time.time() - t1
+        timing.write_text(json.dumps([train_s, analyze_s]))
     metrics = json.loads((run / "metrics.json").read_text())["scores"]
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
     return {
@@ -121,11 +129,16 @@ def main() -> int:
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench_subtomo"))
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--set", action="append", default=[], dest="overrides")
+    p.add_argument("--reuse", action="store_true",
+                   help="read runs already trained and analysed in --workdir (e.g. parallel sweeps)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the --seeded methods")
     p.add_argument("--seeded", nargs="*", default=["dualcontrast"], help="methods run with every seed")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = device_name(args.device)
     results = {}
     for m in args.methods:
@@ -146,8 +159,7 @@ def main() -> int:
         "# Subtomogram quality: built-in phantoms (3 identities x 4 states) at SNR "
         f"{args.snr}, {args.n_per_state} copies per state",
         "",
-        f"Command: `python benchmarks/subtomo_quality.py --epochs {args.epochs} --n-per-state {args.n_per_state}"
-        f" --decoder {args.decoder}" + "".join(f" --set {o}" for o in args.overrides) + "`",
+        f"Command: `{shlex.join(['python', 'benchmarks/subtomo_quality.py', *sys.argv[1:]])}`",
         "",
         f"- device: {device}",
         f"- schedule: {args.epochs} epochs, batch 50, Adam (lr and views as in the command; configs/subtomo.yaml "

@@ -103,8 +103,12 @@ def run_variant(label: str, overrides: list[str], args: argparse.Namespace) -> d
         config_files=[REPO / "configs" / "subtomo.yaml"], overrides=data + LIGHT + overrides + args.overrides
     )
     t0 = time.time()
-    train_run(cfg, run, overwrite=True)
-    seconds = time.time() - t0
+    if args.reuse and (run / "metrics.json").exists():
+        seconds = json.loads((run / "train_seconds.json").read_text()) if (run / "train_seconds.json").exists() else float("nan")
+    else:
+        train_run(cfg, run, overwrite=True)
+        seconds = time.time() - t0
+        (run / "train_seconds.json").write_text(json.dumps(seconds))
     scores = json.loads((run / "metrics.json").read_text())["scores"]
     c_neg = _log_column(run / "log.csv", "c_neg") if cfg.loss.w_c_neg and cfg.model.name != "vae2" else []
     nucleosome = scores.get("within_content", {}).get("0", {})
@@ -139,6 +143,7 @@ def main() -> int:
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench_subtomo_views"))
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--set", action="append", default=[], dest="overrides")
+    p.add_argument("--reuse", action="store_true", help="read variants already trained in --workdir")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)

@@ -3,7 +3,7 @@
 - :meth:`encode` ``x -> Codes`` (means and log-variances of c and z; None where a method
   has no such code),
 - :meth:`decode` ``(c, z) -> x`` where the method has a decoder,
-- :meth:`configure_optimizers` -> named optimizers (the trainer adds one StepLR to each),
+- :meth:`configure_optimizers` -> named optimizers (the trainer adds one ``train.schedule`` scheduler to each),
 - :meth:`training_step` ``(x, optimizers) -> named loss terms``: one full update on a batch
   (a method with several optimizers, like DualContrast, steps each itself). The terms are
   detached tensors, so logging never forces a device sync. The default is one Adam step of
@@ -99,6 +99,18 @@ class DisentanglementModel(nn.Module, ABC):
         """Reconstruction from codes; None for methods without a decoder."""
         return None
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A data batch as the encoder saw its training inputs (embedding, evaluation, figures).
+
+        Methods that train on finished pair views (:mod:`dualcontrast.transforms.views`) apply
+        the same finishing here; others see the data as loaded.
+        """
+        return x
+
+    def embed_codes(self, x: torch.Tensor) -> Codes:
+        """:meth:`encode` of a data batch through :meth:`prepare`: what every code reported is."""
+        return self.encode(self.prepare(x))
+
     @abstractmethod
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; their names key the checkpoint."""
@@ -130,6 +142,7 @@ class DisentanglementModel(nn.Module, ABC):
         """Constructor keywords from ``cfg``: the settings every method shares, those the
         constructor takes, then the typed ``model.params`` (:attr:`Params`, checked)."""
         from ..transforms import build_transform
+        from ..transforms.views import ViewSettings
 
         del sample_shape  # used by methods that build other models (DisCo)
         m = cfg.model
@@ -143,15 +156,17 @@ class DisentanglementModel(nn.Module, ABC):
             "decoder_options": m.decoder_options,
             "loss": lambda: LossConfig(**vars(cfg.loss)),
             "transform": lambda: build_transform(cfg.transform),
+            "views": lambda: ViewSettings(**vars(cfg.views)),
             "step": cfg.train.step,
         }
         takes = inspect.signature(cls.__init__).parameters
         kwargs = {k: v() if callable(v) else v for k, v in shared.items() if k in takes}
         return {**kwargs, **cls.Params.parse(m.name, m.params).as_kwargs()}
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Hook for methods with per-epoch state (none by default)."""
-        del epoch
+    def on_epoch_end(self, epochs_done: int) -> None:
+        """Hook for methods with per-epoch state (none by default), called by the trainer after
+        every epoch with the number of epochs completed so far (1 after the first)."""
+        del epochs_done
 
     @property
     def has_decoder(self) -> bool:

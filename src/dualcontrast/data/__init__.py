@@ -20,10 +20,10 @@ __all__ = [
     "DataSplits",
     "Dataset",
     "LazyArray",
+    "carve_validation",
     "check_finite",
     "load_data",
     "load_labels",
     "load_path",
     "split_dataset",
-    "carve_validation",
 ]

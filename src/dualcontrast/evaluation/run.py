@@ -24,12 +24,12 @@ from .embed import embed, embed_splits, save_embeddings, split_view
 from .metrics import (
     MIN_PER_CLASS,
     PROTOCOL,
-    subsample,
     d_score,
     disentanglement_metrics,
     flat_scores,
     rotation_probe,
     small_samples,
+    subsample,
 )
 
 log = logging.getLogger(__name__)

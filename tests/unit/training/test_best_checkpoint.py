@@ -19,14 +19,17 @@ from dualcontrast.training.runtime import rng_state
 def tiny_cfg(epochs, **train):
     return build_config({
         "model": {"content_dim": 4, "transform_dim": 3},
-        "train": {"epochs": epochs, "batch_size": 50, "lr": 1e-3, "progress": False, "seed": 3, **train},
+        "train": {"epochs": epochs, "batch_size": 20, "lr": 1e-3, "progress": False, "seed": 3, **train},
         "eval": {"rotation_samples": 0},
     })
 
 
 @pytest.fixture
 def splits(tiny_splits):
-    return carve_validation(tiny_splits, 0.2, 0)
+    """80 training, 20 validation and 50 test images."""
+    small = DataSplits(train=tiny_splits.train.subset(np.arange(0, 400, 4)),
+                       test=tiny_splits.test.subset(np.arange(0, 200, 4)))  # fmt: skip
+    return carve_validation(small, 0.2, 0)
 
 
 def scripted(values, metric="d_c_c", higher=True):
@@ -138,8 +141,8 @@ def test_validation_loss_steps_no_optimizer(tmp_path, splits):
     before = {k: v.clone() for k, v in state.model.state_dict().items()}
     adam = {k: o.state_dict()["state"][0]["exp_avg"].clone() for k, o in state.optimizers.items()}
     rng = rng_state()["torch"]
-    terms = validation_loss(state.model, state.optimizers, splits.val, batch_size=50, device=torch.device("cpu"))
-    again = validation_loss(state.model, state.optimizers, splits.val, batch_size=50, device=torch.device("cpu"))
+    terms = validation_loss(state.model, state.optimizers, splits.val, batch_size=20, device=torch.device("cpu"))
+    again = validation_loss(state.model, state.optimizers, splits.val, batch_size=20, device=torch.device("cpu"))
     assert terms["loss"] > 0 and terms == again  # fixed seed: the same transformations every time
     for k, v in state.model.state_dict().items():
         assert torch.equal(v, before[k]), k

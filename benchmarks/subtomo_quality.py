@@ -20,9 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
+
+import torch
 
 from dualcontrast.workflow import analyze_run, resolve_config, train_run
 
@@ -33,25 +36,38 @@ REPO = Path(__file__).resolve().parents[1]
 IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-in phantoms
 
 
-def run_method(method: str, args: argparse.Namespace) -> dict:
-    run = Path(args.workdir) / method
+# Rows that are a method with extra settings: label -> (method, overrides).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "dualcontrast-paper-pairing": ("dualcontrast", ["views.pairing=paper"]),
+}
+
+
+def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
+    method, extra = VARIANTS.get(label, (label, []))
+    run = Path(args.workdir) / (label if seed == 0 else f"{label}_seed{seed}")
     data = [
         f"data.params.n_per_state={args.n_per_state}",
         f"data.params.snr={args.snr}",
         "data.params.progress=false",
         f"model.decoder={args.decoder}",
         "train.progress=false",
+        f"train.seed={seed}",
     ]
     settings = {"model": {"name": method}, "train": {"epochs": args.epochs, "device": args.device}}
     t0 = time.time()
     cfg = resolve_config(
-        config_files=[REPO / "configs" / "subtomo.yaml"], settings=settings, overrides=data + args.overrides
+        config_files=[REPO / "configs" / "subtomo.yaml"], settings=settings, overrides=data + args.overrides + extra
     )
-    train_run(cfg, run, overwrite=True)
-    train_s = time.time() - t0
-    t1 = time.time()
-    analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
-    analyze_s = time.time() - t1
+    timing = run / "benchmark_seconds.json"
+    if args.reuse and timing.exists() and (run / "analysis" / "analysis.json").exists():
+        train_s, analyze_s = json.loads(timing.read_text())
+    else:
+        train_run(cfg, run, overwrite=True)
+        train_s = time.time() - t0
+        t1 = time.time()
+        analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
+        analyze_s = time.time() - t1
+        timing.write_text(json.dumps([train_s, analyze_s]))
     metrics = json.loads((run / "metrics.json").read_text())["scores"]
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
     return {
@@ -71,8 +87,34 @@ def run_method(method: str, args: argparse.Namespace) -> dict:
     }
 
 
-def fmt(v) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _stat(values: list, fn) -> object:
+    """``fn`` over the numbers in ``values``, recursing into dicts with the same keys."""
+    if all(isinstance(v, dict) for v in values):
+        return {k: _stat([v.get(k) for v in values], fn) for k in values[0]}
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return fn(nums) if len(nums) == len(values) else values[0]
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Mean (the row's ``metrics`` / ``analysis``) and standard deviation over seeds."""
+    import statistics
+
+    def sd(v):
+        return statistics.stdev(v) if len(v) > 1 else 0.0
+
+    out: dict = {}
+    for part in ("metrics", "analysis"):
+        values = [r[part] for r in runs]
+        out[part] = _stat(values, statistics.fmean)
+        out[f"{part}_std"] = _stat(values, sd)
+    out["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
+    return out
+
+
+def fmt(v, sd=None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.3f}" if not sd else f"{v:.3f} ± {sd:.3f}"
 
 
 def main() -> int:
@@ -87,11 +129,22 @@ def main() -> int:
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench_subtomo"))
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--set", action="append", default=[], dest="overrides")
+    p.add_argument("--reuse", action="store_true",
+                   help="read runs already trained and analysed in --workdir (e.g. parallel sweeps)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the --seeded methods")
+    p.add_argument("--seeded", nargs="*", default=["dualcontrast"], help="methods run with every seed")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = device_name(args.device)
-    results = {m: run_method(m, args) for m in args.methods}
+    results = {}
+    for m in args.methods:
+        seeds = args.seeds if m in args.seeded else [0]
+        runs = [run_method(m, args, seed) for seed in seeds]
+        results[m] = {**runs[0], **aggregate(runs), "seeds": seeds}
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "subtomo_quality.json").write_text(
@@ -106,34 +159,39 @@ def main() -> int:
         "# Subtomogram quality: built-in phantoms (3 identities x 4 states) at SNR "
         f"{args.snr}, {args.n_per_state} copies per state",
         "",
-        f"Command: `python benchmarks/subtomo_quality.py --epochs {args.epochs} --n-per-state {args.n_per_state}"
-        f" --decoder {args.decoder}" + "".join(f" --set {o}" for o in args.overrides) + "`",
+        f"Command: `{shlex.join(['python', 'benchmarks/subtomo_quality.py', *sys.argv[1:]])}`",
         "",
         f"- device: {device}",
-        f"- schedule: {args.epochs} epochs, batch 50, Adam 1e-4, d = 50 (configs/subtomo.yaml), {args.decoder} decoder",
+        f"- schedule: {args.epochs} epochs, batch 50, Adam (lr and views as in the command; configs/subtomo.yaml "
+        f"otherwise), d = 50, {args.decoder} decoder; seeds {args.seeds} for {', '.join(args.seeded)} (mean ± std; "
+        "k = BIC's choice in the first seed)",
         "- D-scores: logistic regression on train codes (80%), scored on test codes (20%); "
         "conformation scores within each true identity",
         "- content ARI: GMM on c of all particles with k chosen by BIC (`analyze`), and with k = 3 (metrics.json)",
         "- AUC-FSC: aligned, CTF-corrected average of each content cluster vs the best-matching ground-truth map",
         "",
         "| method | D(c\\|c) | D(c\\|z) | SAP(c) | ARI(c), BIC k | ARI(c), k=3 | "
-        + " | ".join(f"D(z\\|z) {n} | D(z\\|c) {n}" for n in IDENTITIES)
+        + " | ".join(f"D(state\\|z) {n} | D(state\\|c) {n}" for n in IDENTITIES)
         + " | conformation ARI | AUC-FSC mean / min | train min |",
         "|---|---|---|---|---|---|" + "---|---|" * len(IDENTITIES) + "---|---|---|",
     ]
     for m, r in results.items():
         s, a = r["metrics"], r["analysis"]
-        within = s.get("within_content", {})
-        zz = " | ".join(
-            f"{fmt(within.get(str(i), {}).get('d_z_z'))} | {fmt(within.get(str(i), {}).get('d_z_c'))}"
-            for i in range(len(IDENTITIES))
-        )
-        cc = a.get("content_clusters", {})
+        sd, asd = r["metrics_std"], r["analysis_std"]
+
+        def within(i: int, key: str, s=s, sd=sd) -> str:
+            return fmt(s.get("within_content", {}).get(str(i), {}).get(key),
+                       sd.get("within_content", {}).get(str(i), {}).get(key))
+
+        zz = " | ".join(f"{within(i, 'd_z_z')} | {within(i, 'd_z_c')}" for i in range(len(IDENTITIES)))
+        cc, ccsd = a.get("content_clusters", {}), asd.get("content_clusters", {})
         auc = a.get("auc_fsc_summary", {})
+        label = m if len(r["seeds"]) == 1 else f"{m} ({len(r['seeds'])} seeds)"
         lines.append(
-            f"| {m} | {fmt(s.get('d_c_c'))} | {fmt(s.get('d_c_z'))} | {fmt(s.get('sap_c'))} | "
-            f"{fmt(cc.get('ari'))} (k={cc.get('k')}) | {fmt(s.get('ari_c'))} | {zz} | "
-            f"{fmt(a.get('conformation_clusters', {}).get('ari'))} | "
+            f"| {label} | {fmt(s.get('d_c_c'), sd.get('d_c_c'))} | {fmt(s.get('d_c_z'), sd.get('d_c_z'))} | "
+            f"{fmt(s.get('sap_c'), sd.get('sap_c'))} | "
+            f"{fmt(cc.get('ari'), ccsd.get('ari'))} (k={cc.get('k')}) | {fmt(s.get('ari_c'), sd.get('ari_c'))} | "
+            f"{zz} | {fmt(a.get('conformation_clusters', {}).get('ari'))} | "
             f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {r['train_seconds'] / 60:.1f} |"
         )
     lines += [

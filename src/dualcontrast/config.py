@@ -84,12 +84,35 @@ class LossConfig:
 
 
 @dataclass
+class ViewsConfig:
+    """How the two views of a contrastive pair are drawn (see dualcontrast.transforms.views)."""
+
+    pairing: str = key("symmetric", "symmetric (T_a(x) vs T_b(x), finished alike) | paper (x vs T(x), as published)")
+    mask_radius: float | None = key(0.95, "soft mask radius, fraction of half the box (null: no mask)",
+                                    low=0, high=2, low_open=True)
+    mask_edge: float = key(0.15, "width of the mask's raised-cosine edge, fraction of half the box", low=0, high=1)
+    lowpass: float | None = key(0.5, "Gaussian low-pass, gain 1/2 at this fraction of Nyquist (null: none)",
+                                low=0, low_open=True)
+    renormalize: str = key("auto", "auto (unless intensities in [0, 1]) | on | off: zero mean, unit std in the mask")
+
+
+@dataclass
 class TrainConfig:
     epochs: int = key(20, "training epochs", low=1)
     batch_size: int = key(100, "samples per batch (>= 2: contrastive pairs need other samples)", low=2)
     lr: float = key(1e-4, "Adam learning rate", low=0, high=1, low_open=True)
     lr_step: int = key(50, "StepLR step size (epochs)", low=1)
     lr_gamma: float = key(0.1, "StepLR factor", low=0, high=1, low_open=True)
+    # The paper's StepLR is tuned for 150-200 GPU epochs; the per-batch ones suit a CPU budget.
+    schedule: str = key(
+        "step",
+        "step (StepLR by lr_step / lr_gamma, per epoch: the paper's) | cosine (linear warm-up, then "
+        "cosine to ~0, per batch) | onecycle (one-cycle lr curve, per batch); see dualcontrast.training.schedule",
+    )
+    warmup_epochs: float | None = key(
+        None, "rising phase of cosine / onecycle in epochs (fractions allowed); null: cosine none, "
+        "onecycle 30% of train.epochs", low=0,
+    )
     step: str = key("fused", "fused | reference (the published per-step procedure)")
     seed: int = key(0, "seed of initialisation and batches", low=0)
     device: str = key("auto", "auto | cpu | cuda | cuda:N")
@@ -124,6 +147,7 @@ class Config:
         help="pair transformation: name (see dualcontrast.transforms) and its parameters",
         factory=lambda: {"name": "rotation", "max_angle": 90.0},
     )
+    views: ViewsConfig = field(default_factory=ViewsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -201,6 +225,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config file must hold a mapping at the top level")
     if data.pop("meta", None) is not None:  # run-directory configs carry provenance; it is not a setting
+        if "views" not in data:
+            # A run directory written before the views section existed trained on the paper's pairing.
+            data["views"] = {"pairing": "paper"}
         section = data.get("data")
         if isinstance(section, dict) and "val_fraction" not in section:
             # A run saved before validation splits existed trained on the whole training set.
@@ -236,6 +263,7 @@ def build_config(*layers: dict[str, Any]) -> Config:
     for path, f, value in iter_keys(cfg):
         _check_range(path, f, value)
     _check_transform(cfg.transform)
+    _check_views(cfg.views)
     return cfg
 
 
@@ -275,6 +303,12 @@ def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
     too_high = high is not None and (value >= high if f.metadata.get("high_open") else value > high)
     if too_low or too_high:
         raise ConfigError(f"{path} must be {describe_range(f)}, got {value!r}")
+
+
+def _check_views(views: ViewsConfig) -> None:
+    from .transforms.views import ViewSettings
+
+    ViewSettings(**vars(views))  # raises a ConfigError naming the bad choice
 
 
 def _check_transform(spec: dict[str, Any]) -> None:

@@ -336,10 +336,10 @@ def test_disco_trains_on_volumes():
     opts = m.configure_optimizers(1e-3)
     x = torch.rand(6, 1, 8, 8, 8)
     assert float(m.training_step(x, opts)["phase"]) == 1
-    m.on_epoch_end(0)
+    m.on_epoch_end(1)
     terms = m.training_step(x, opts)
     assert float(terms["phase"]) == 2 and math.isfinite(float(terms["loss"]))
-    m.on_epoch_end(1)
+    m.on_epoch_end(2)
     codes = m.encode(x)
     assert codes.c_mu.shape == (6, 3) and codes.z_mu.shape == (6, 2)
 
@@ -374,7 +374,7 @@ def test_disco_phases_train_the_right_networks():
     assert float(terms["phase"]) == 1 and float(terms["rec"]) > 0
     assert changed(m.generator, gen) and not changed(m.navigator, nav) and not changed(m.contrastor, enc)
 
-    m.on_epoch_end(0)  # generator_epochs = 1: the generator phase is over
+    m.on_epoch_end(1)  # generator_epochs = 1: the generator phase is over
     assert not m.in_generator_phase
     gen = snapshot(m.generator)
     for o in opts.values():
@@ -394,7 +394,7 @@ def test_disco_phase_2_learns_to_contrast_variations():
     m = disco(queries=16, positives=16, negatives=32, flip=False)
     opts = m.configure_optimizers(3e-3)
     x = blob_images(16)
-    m.on_epoch_end(0)
+    m.on_epoch_end(1)
 
     def measure() -> tuple[float, float]:
         """(positive minus negative similarity, L_logits) averaged over 8 fixed draws."""
@@ -432,14 +432,14 @@ class _Moments(nn.Module):
 
 def test_disco_split_makes_the_rotation_sensitive_dimension_z():
     m = disco(content_dim=2, transform_dim=1)  # J = 3, as the hand-made E
-    m.on_epoch_end(0)
+    m.on_epoch_end(1)
     m.contrastor = _Moments()
     torch.manual_seed(0)
     for seed in range(3):
         m.update_split_stats(blob_images(32, size=24, seed=seed))
     sens = m.sensitivity()
     assert sens[0] > 5 * sens[1:].max()
-    m.on_epoch_end(1)
+    m.on_epoch_end(2)
     assert m.dim_order.tolist() == [1, 2, 0]
     x = blob_images(5, size=24)
     codes = m.encode(x)
@@ -449,7 +449,7 @@ def test_disco_split_makes_the_rotation_sensitive_dimension_z():
 
 def test_disco_checkpoint_keeps_phase_and_split():
     m = disco()
-    m.on_epoch_end(0)
+    m.on_epoch_end(1)
     m.dim_order.copy_(torch.tensor([4, 0, 3, 1, 2]))
     fresh = disco()
     assert fresh.in_generator_phase

@@ -56,7 +56,7 @@ def test_a_few_steps_lower_the_loss(step, tiny_splits):
     m = model_for((1, 28, 28), train={"step": step})
     opt = m.configure_optimizers(1e-3)
     x = torch.from_numpy(tiny_splits.train.batch(torch.arange(64).numpy()))
-    losses = [float(m.training_step(x, opt)["loss"]) for _ in range(25)]
+    losses = [float(m.training_step(x, opt)["loss"]) for _ in range(40)]
     assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
 
 
@@ -86,42 +86,6 @@ def test_per_dim_cosine_scale_divides_by_the_code_size():
     m = model_for((1, 16, 16), loss={"cosine_scale": "per_dim"})
     assert m._cos_weight("w_c_pos") == pytest.approx(1 / 4)
     assert m._cos_weight("w_z_neg") == pytest.approx(1 / 3)
-
-
-@pytest.mark.parametrize("step", ["fused", "reference"])
-def test_contrastive_warmup_ramps_the_pair_terms_from_zero(step):
-    torch.manual_seed(0)
-    x = torch.rand(8, 1, 16, 16)
-    warm = model_for((1, 16, 16), loss={"contrastive_warmup": 4}, train={"step": step})
-    vae2 = model_for((1, 16, 16), model={"name": "vae2", "content_dim": 4, "transform_dim": 3},
-                     train={"step": step})
-    vae2.load_state_dict(warm.state_dict())
-    # In the first epoch the objective is the two-latent VAE's: same loss, same main gradient.
-    warm_opt, vae2_opt = warm.configure_optimizers(1e-3), vae2.configure_optimizers(1e-3)
-    draws = warm.draw(x)
-    t_warm = getattr(warm, f"_{step}_step")(x, warm_opt, draws)
-    t_vae2 = getattr(vae2, f"_{step}_step")(x, vae2_opt, draws)
-    assert t_warm["c_neg"] > 0  # the terms are still computed and logged
-    assert t_warm["loss"] - (t_vae2["loss"]) == pytest.approx(0.0, abs=1e-6)
-    for a, b in zip(warm.decoder.parameters(), vae2.decoder.parameters(), strict=True):
-        torch.testing.assert_close(a, b)
-    scales = []
-    for epoch in range(1, 6):
-        warm.on_epoch_end(epoch)
-        scales.append(float(warm.contrastive_scale))
-    assert scales == [0.25, 0.5, 0.75, 1.0, 1.0]
-    assert warm._cos_weight("w_c_neg") == pytest.approx(1.0)
-    # Checkpoints carry the ramp, so a resumed run continues it.
-    warm.on_epoch_end(2)
-    fresh = model_for((1, 16, 16), loss={"contrastive_warmup": 4}, train={"step": step})
-    assert float(fresh.contrastive_scale) == 0.0
-    fresh.load_state_dict(warm.state_dict())
-    assert float(fresh.contrastive_scale) == 0.5
-    assert float(model_for((1, 16, 16)).contrastive_scale) == 1.0
-    # A checkpoint written before the option existed loads with the terms at full weight.
-    old_state = {k: v for k, v in warm.state_dict().items() if k != "contrastive_scale"}
-    fresh.load_state_dict(old_state)
-    assert float(fresh.contrastive_scale) == 1.0
 
 
 @pytest.mark.parametrize("layer,message", [

@@ -85,8 +85,9 @@ def transfer_grid(
     ``(m, n, C, ...)`` array. Volumes are shown by their central XY slice, and the title says so.
     """
     model.eval()
-    cols = torch.from_numpy(np.asarray(columns, dtype=np.float32)).to(device)
-    rws = torch.from_numpy(np.asarray(rows, dtype=np.float32)).to(device)
+    # The margins show the inputs as the model sees them (finished like its training views).
+    cols = model.prepare(torch.from_numpy(np.asarray(columns, dtype=np.float32)).to(device))
+    rws = model.prepare(torch.from_numpy(np.asarray(rows, dtype=np.float32)).to(device))
     c = model.encode(cols).c_mu
     z = model.encode(rws).z_mu
     n, m = c.shape[0], z.shape[0]
@@ -94,8 +95,8 @@ def transfer_grid(
     if decoded is None:
         raise ValueError("this model has no decoder: no transfer grid")
     out = decoded.float().cpu().numpy().reshape(m, n, *decoded.shape[1:])
-    show_cols = _displayable(np.asarray(columns, dtype=np.float32))
-    show_rows = _displayable(np.asarray(rows, dtype=np.float32))
+    show_cols = _displayable(cols.float().cpu().numpy())
+    show_rows = _displayable(rws.float().cpu().numpy())
     show_out = _displayable(out.reshape(m * n, *out.shape[2:]))
     # Margins in inches, so the labels keep their room whatever the grid size.
     cell, left, top, pad = 0.9, 0.35, 0.75, 0.05

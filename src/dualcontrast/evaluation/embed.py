@@ -47,7 +47,7 @@ def embed(
     try:
         for start, x in bar:
             with model.autocast():
-                codes = model.encode(x)
+                codes = model.embed_codes(x)
             for key, value in zip(CODE_KEYS, codes.as_tuple(), strict=True):
                 if value is None:
                     continue

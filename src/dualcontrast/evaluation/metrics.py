@@ -300,7 +300,8 @@ def rotation_probe(
     seed: int = 0,
 ) -> dict[str, float] | None:
     """S(z) and R^2(pose|z) of ``model`` on up to ``n`` samples of ``data`` (a Dataset), each
-    rotated by a known random rotation (fixed by ``seed``) and encoded by ``model.encode``.
+    rotated by a known random rotation (fixed by ``seed``) and encoded by ``model.embed_codes``
+    (the embedding input path).
 
     2D: angles uniform in ``[-max_angle, max_angle]`` degrees, composed with the data's own
     ``angle`` factor (degrees) where it has one; 3D: uniform on SO(3). None for a model
@@ -335,7 +336,7 @@ def rotation_probe(
                 x = torch.from_numpy(data.batch(rows[start : start + batch_size])).to(device)
                 r = rotation[start : start + batch_size].to(device=device, dtype=x.dtype)
                 with model.autocast():
-                    z = model.encode(warp(x, r)).z_mu
+                    z = model.embed_codes(warp(x, r)).z_mu  # the input path of every reported code
                 if z is None:
                     return None
                 codes.append(z.float().cpu().numpy())

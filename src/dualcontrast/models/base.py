@@ -3,7 +3,7 @@
 - :meth:`encode` ``x -> Codes`` (means and log-variances of c and z; None where a method
   has no such code),
 - :meth:`decode` ``(c, z) -> x`` where the method has a decoder,
-- :meth:`configure_optimizers` -> named optimizers (the trainer adds one StepLR to each),
+- :meth:`configure_optimizers` -> named optimizers (the trainer adds one ``train.schedule`` scheduler to each),
 - :meth:`training_step` ``(x, optimizers) -> named loss terms``: one full update on a batch
   (a method with several optimizers, like DualContrast, steps each itself). The terms are
   detached tensors, so logging never forces a device sync.
@@ -86,6 +86,18 @@ class DisentanglementModel(nn.Module, ABC):
         """Reconstruction from codes; None for methods without a decoder."""
         return None
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A data batch as the encoder saw its training inputs (embedding, evaluation, figures).
+
+        Methods that train on finished pair views (:mod:`dualcontrast.transforms.views`) apply
+        the same finishing here; others see the data as loaded.
+        """
+        return x
+
+    def embed_codes(self, x: torch.Tensor) -> Codes:
+        """:meth:`encode` of a data batch through :meth:`prepare`: what every code reported is."""
+        return self.encode(self.prepare(x))
+
     @abstractmethod
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         """Named optimizers; their names key the checkpoint."""
@@ -96,9 +108,10 @@ class DisentanglementModel(nn.Module, ABC):
     ) -> dict[str, torch.Tensor]:
         """One update on batch ``x``; returns detached scalar loss terms (``"loss"`` is the total)."""
 
-    def on_epoch_end(self, epoch: int) -> None:
-        """Hook for methods with per-epoch state (none by default)."""
-        del epoch
+    def on_epoch_end(self, epochs_done: int) -> None:
+        """Hook for methods with per-epoch state (none by default), called by the trainer after
+        every epoch with the number of epochs completed so far (1 after the first)."""
+        del epochs_done
 
     @property
     def has_decoder(self) -> bool:

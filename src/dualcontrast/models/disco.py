@@ -321,12 +321,12 @@ class DisCo(DisentanglementModel):
         """Freeze G in phase 2 (idempotent; also right after loading a checkpoint)."""
         self.generator.requires_grad_(self.in_generator_phase)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epochs_done: int) -> None:
         if self.in_generator_phase:
-            if epoch + 1 >= self.generator_epochs:
+            if epochs_done >= self.generator_epochs:
                 self.phase.fill_(PHASE_DISCO)
                 self._apply_phase()
-                log.info("disco: generator trained for %d epochs; frozen, DisCo phase starts", epoch + 1)
+                log.info("disco: generator trained for %d epochs; frozen, DisCo phase starts", epochs_done)
             return
         self._reduce_stats()
         if self._count > 1:
@@ -353,7 +353,7 @@ class DisCo(DisentanglementModel):
     @torch.no_grad()
     def update_split_stats(self, x: torch.Tensor) -> None:
         """Add a real batch ``(B, ...)`` to this epoch's sensitivity statistics (``E(x)`` vs ``E(T(x))``)."""
-        e = self.contrastor(torch.cat([x, self.transform(x)])).float()
+        e = self.contrastor(torch.cat(self.generator.views.pair(x, self.transform))).float()
         e_x, e_t = e.split(x.shape[0])
         self._sens_sum += (e_t - e_x).abs().sum(0)
         self._feat_sum += e_x.double().sum(0)
@@ -371,6 +371,9 @@ class DisCo(DisentanglementModel):
         self.generator.set_gradient_sync(sync)
 
     # -- contract -------------------------------------------------------------------------------
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.generator.prepare(x)
+
     def encode(self, x: torch.Tensor) -> Codes:
         e = self.contrastor(x)[:, self.dim_order]
         c, z = e.split([self.content_dim, self.transform_dim], dim=1)
@@ -409,7 +412,7 @@ class DisCo(DisentanglementModel):
         if self.latent_source == "prior":
             return torch.randn(n, self.latent_dim, device=x.device), 1.0
         with torch.no_grad():
-            codes = self.generator.encode(x)
+            codes = self.generator.embed_codes(x)
             w = torch.cat([codes.z_mu, codes.c_mu], dim=1).float()
         unit = float(w.std(0).mean()) if w.shape[0] > 1 else 1.0
         return w[torch.randint(w.shape[0], (n,), device=x.device)], unit

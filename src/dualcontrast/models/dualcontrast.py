@@ -1,6 +1,10 @@
 """DualContrast: a two-latent VAE with contrastive pairs on both codes (paper 000).
 
-Loss on a batch ``x`` with ``T(x)`` a random per-sample transformation (rotation by default):
+Loss on a batch ``x`` with ``T(x)`` a random per-sample transformation (rotation by default).
+Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two independent draws
+``T_a(x)``, ``T_b(x)`` finished alike (``views.pairing: symmetric``, see
+:mod:`dualcontrast.transforms.views`), or ``x`` as loaded and ``T(x)`` as published
+(``views.pairing: paper``). The z-positive images are finished like the views.
 
 - ``L_vae(x) + L_vae(T(x))``: reconstruction from sampled codes + ``gamma_c KL(c) + gamma_z KL(z)``;
 - ``L_con(c)``: pull ``c(x)`` towards ``c(T(x))`` (positive) and push ``c(x)`` from ``c(x[perm])``
@@ -35,6 +39,7 @@ from ..errors import ConfigError
 from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, vae_objective
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
+from ..transforms.views import PairViews, ViewSettings
 from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms
 
 # Table 1 ablations: model name -> loss weights forced to zero.
@@ -66,6 +71,7 @@ class DualContrast(DisentanglementModel):
         decoder_options: dict[str, Any] | None = None,
         loss: LossConfig | None = None,
         transform: PairTransform | None = None,
+        views: ViewSettings | None = None,
         step: str = "fused",
     ):
         super().__init__()
@@ -88,6 +94,7 @@ class DualContrast(DisentanglementModel):
             "contrastive_scale", torch.tensor(0.0 if self.loss_cfg.contrastive_warmup else 1.0)
         )
         self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
+        self.views = PairViews(views, intensities=output == "sigmoid")
         self.step = step
 
     @classmethod
@@ -107,6 +114,7 @@ class DualContrast(DisentanglementModel):
             decoder_options=m.decoder_options,
             loss=loss,
             transform=build_transform(cfg.transform),
+            views=ViewSettings(**vars(cfg.views)),
             step=cfg.train.step,
         )
 
@@ -117,6 +125,9 @@ class DualContrast(DisentanglementModel):
 
     def decode(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(c, z)
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.views.prepare(x)
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": _adam(self.parameters(), lr), "encoder": _adam(self.encoder.parameters(), lr)}
@@ -150,10 +161,11 @@ class DualContrast(DisentanglementModel):
         state_dict.setdefault(prefix + "contrastive_scale", torch.tensor(1.0))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def on_epoch_end(self, epoch: int) -> None:
+    def on_epoch_end(self, epochs_done: int) -> None:
+        # Epoch k (1-based) trains at (k - 1) / warmup: the first at 0, full weight from epoch warmup + 1.
         warmup = self.loss_cfg.contrastive_warmup
         if warmup:
-            self.contrastive_scale.fill_(min(1.0, epoch / warmup))
+            self.contrastive_scale.fill_(min(1.0, epochs_done / warmup))
 
     def _main_terms(
         self,
@@ -194,9 +206,10 @@ class DualContrast(DisentanglementModel):
         """
         b = x.shape[0]
         with torch.no_grad():
-            xt = self.transform(x)
+            xa, xt = self.views.pair(x, self.transform)
         dev, dt = x.device, x.dtype
         return StepDraws(
+            xa=xa,
             xt=xt,
             eps_c=torch.randn(2 * b, self.content_dim, device=dev, dtype=dt),
             eps_z=torch.randn(2 * b, self.transform_dim, device=dev, dtype=dt),
@@ -231,7 +244,7 @@ class DualContrast(DisentanglementModel):
         b = x.shape[0]
         lc = self.loss_cfg
         with self.autocast():
-            both = self.encode(torch.cat([x, d.xt]))
+            both = self.encode(torch.cat([d.xa, d.xt]))
             cx, ct = both.split([b, b])
             if lc.vae_on_transformed:
                 rec_x, rec_t = self._decode_sample(both, d.eps_c, d.eps_z).split([b, b])
@@ -239,12 +252,14 @@ class DualContrast(DisentanglementModel):
                 rec_x, rec_t = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b]), None
             assert cx.c_mu is not None
             c_neg = cx.c_mu[d.neg] if lc.w_c_neg else None
-            loss, terms = self._main_terms(x, d.xt, cx, ct, c_neg, rec_x, rec_t)
+            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t)
             z_pos_loss = None
             if lc.w_z_pos:
                 c = cx.c_mu.detach()
                 with torch.no_grad():
-                    pair = self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
+                    pair = self.views.finish(
+                        self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
+                    )
                 _, _, z_pair, _ = torch.func.functional_call(self.encoder, shadow, (pair,))
                 z_pos_loss = self._z_positive(z_pair[:b], z_pair[b:], terms)
         return loss, z_pos_loss, terms
@@ -308,22 +323,22 @@ class DualContrast(DisentanglementModel):
         b = x.shape[0]
         lc = self.loss_cfg
         with self.autocast():
-            cx = self.encode(x)
+            cx = self.encode(d.xa)
             rec_x = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b])
             ct = self.encode(d.xt)
             rec_t = self._decode_sample(ct, d.eps_c[b:], d.eps_z[b:]) if lc.vae_on_transformed else None
-            c_neg = self.encode(x[d.neg]).c_mu if lc.w_c_neg else None
-            loss, terms = self._main_terms(x, d.xt, cx, ct, c_neg, rec_x, rec_t)
+            c_neg = self.encode(d.xa[d.neg]).c_mu if lc.w_c_neg else None
+            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t)
         opt["main"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_step(opt["main"])
         if lc.w_z_pos:
             with self.autocast():
-                c_a = self.encode(x[d.perm_a]).c_mu
-                c_b = self.encode(x[d.perm_b]).c_mu
+                c_a = self.encode(d.xa[d.perm_a]).c_mu
+                c_b = self.encode(d.xa[d.perm_b]).c_mu
                 assert c_a is not None and c_b is not None
-                x1 = self.decoder(c_a.detach(), d.z_star)
-                x2 = self.decoder(c_b.detach(), d.z_star)
+                x1 = self.views.finish(self.decoder(c_a.detach(), d.z_star))
+                x2 = self.views.finish(self.decoder(c_b.detach(), d.z_star))
                 z1, z2 = self.encode(x1).z_mu, self.encode(x2).z_mu
                 assert z1 is not None and z2 is not None
                 z_pos_loss = self._z_positive(z1, z2, terms)
@@ -339,13 +354,15 @@ class DualContrast(DisentanglementModel):
 class StepDraws:
     """The random draws of one step. ``B`` = batch size.
 
-    ``xt``: ``T(x)``, like ``x``; ``eps_c`` ``(2B, dc)`` / ``eps_z`` ``(2B, dz)``: the
+    ``xa`` / ``xt``: the two views of ``x`` (:meth:`PairViews.pair`: ``T_a(x)`` and ``T_b(x)``
+    finished alike, or ``x`` and ``T(x)`` under the paper's pairing), like ``x``; ``eps_c`` ``(2B, dc)`` / ``eps_z`` ``(2B, dz)``: the
     reparameterisation noise of ``x`` (first ``B`` rows) and ``T(x)``; ``neg``: ``(B,)``
     derangement pairing each sample with a content negative; ``perm_a`` / ``perm_b``:
     ``(B,)`` the samples whose contents decode the z-positive pair; ``z_star``: ``(B, dz)``
     the shared prior draw of each pair.
     """
 
+    xa: torch.Tensor
     xt: torch.Tensor
     eps_c: torch.Tensor
     eps_z: torch.Tensor

@@ -67,6 +67,7 @@ from ..errors import ConfigError
 from ..nn import build_decoder, build_encoder
 from ..nn.mlp import MLPEncoder
 from ..transforms.geometry import euler_zyz_to_matrix, rotation_matrix_2d, warp
+from ..transforms.views import PairViews, ViewSettings
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .params import choice, method_params, non_negative, positive
 
@@ -154,6 +155,7 @@ class Harmony(DisentanglementModel):
         max_shift: float | None = None,
         scale_range: Sequence[float] = (1.0, 1.5),
         shift_bound: float | None = None,
+        views: ViewSettings | None = None,
     ):
         super().__init__()
         self.sample_shape = tuple(sample_shape)
@@ -177,6 +179,7 @@ class Harmony(DisentanglementModel):
             # The generator sees c only: concatenate the codes directly (no per-code input layer).
             options.setdefault("input_hidden", None)
         self.decoder = build_decoder(arch, kind, sample_shape, content_dim, 0, output=output, **options)
+        self.views = PairViews(views, intensities=output == "sigmoid")
 
     def _build_encoder(self, kind: str, arch: str, options: dict[str, Any]) -> nn.Module:
         if kind == "auto":
@@ -214,6 +217,7 @@ class Harmony(DisentanglementModel):
             max_shift=None if p["max_shift"] is None else non_negative(name, "max_shift", p["max_shift"]),
             scale_range=rng,
             shift_bound=None if p["shift_bound"] is None else positive(name, "shift_bound", p["shift_bound"]),
+            views=ViewSettings(**vars(cfg.views)),
         )
 
     # -- transformation parameters <-> warps ------------------------------------------------------
@@ -272,6 +276,9 @@ class Harmony(DisentanglementModel):
     def decode(self, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.untransform(self.generate(c), z).to(c.dtype)
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.views.prepare(x)
+
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
 
@@ -279,9 +286,11 @@ class Harmony(DisentanglementModel):
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            xp = self.transform(x, self.random_parameters(x.shape[0], x)).to(x.dtype)
+            xa, xp = self.views.pair(
+                x, lambda v: self.transform(v, self.random_parameters(v.shape[0], v)).to(v.dtype)
+            )
         with self.autocast():
-            terms = self.siamese_terms(x, xp)
+            terms = self.siamese_terms(xa, xp)
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -37,6 +37,7 @@ from ..errors import ConfigError
 from ..losses import cosine_similarity_loss, info_nce, vae_objective
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
+from ..transforms.views import PairViews, ViewSettings
 from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
 from .params import method_params, non_negative, positive
 
@@ -62,6 +63,7 @@ class SimCLR(DisentanglementModel):
         w_z_neg: float = 1.0,
         loss: LossConfig | None = None,
         transform: PairTransform | None = None,
+        views: ViewSettings | None = None,
     ):
         super().__init__()
         self.generative = generative
@@ -92,6 +94,7 @@ class SimCLR(DisentanglementModel):
                 f"loss.kl_normalization must be 'pixels' or 'sample', got {self.loss_cfg.kl_normalization!r}"
             )
         self.transform = transform or build_transform({"name": "rotation", "max_angle": 90.0})
+        self.views = PairViews(views, intensities=output == "sigmoid")
 
     @classmethod
     def from_config(cls, cfg: Config, sample_shape: Sequence[int], output: str) -> SimCLR:
@@ -113,6 +116,7 @@ class SimCLR(DisentanglementModel):
             w_z_neg=non_negative(name, "w_z_neg", p["w_z_neg"]),
             loss=LossConfig(**vars(cfg.loss)),
             transform=build_transform(cfg.transform),
+            views=ViewSettings(**vars(cfg.views)),
         )
 
     # -- contract -----------------------------------------------------------------------------
@@ -133,6 +137,9 @@ class SimCLR(DisentanglementModel):
     def has_decoder(self) -> bool:
         return self.generative
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        return self.views.prepare(x)
+
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
 
@@ -140,9 +147,9 @@ class SimCLR(DisentanglementModel):
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
         with torch.no_grad():
-            xt = self.transform(x)
+            xa, xt = self.views.pair(x, self.transform)
         with self.autocast():
-            loss, terms = self.loss_terms(x, xt)
+            loss, terms = self.loss_terms(xa, xt)
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

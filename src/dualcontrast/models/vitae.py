@@ -6,9 +6,15 @@ velocity field ``v(z)``, and the warp ``W_v`` (the flow of ``v`` at time 1) move
 place. Inference follows the paper's VITAE-CI ("conditional inference", the variant that
 disentangles best): ``z ~ q(z | x)`` first, then the image is un-warped with the inverse map
 ``W_{-v(z)}`` and ``c ~ q(c | W_{-v(z)}(x))``, so the appearance encoder sees a canonical-frame
-image. ``params.inference: unconditional`` gives VITAE-UI (``c ~ q(c | x)``). Loss: the same
-ELBO scale as the project's VAE (``loss.w_rec * MSE + gamma_c KL(c) + gamma_z KL(z)``, the KLs
-normalised as ``loss.kl_normalization`` says).
+image. ``params.inference: unconditional`` gives VITAE-UI (``c ~ q(c | x)``).
+
+Loss: VITAE's own ELBO, not DualContrast's weighted VAE term (whose ``loss.gamma_c = gamma_z =
+0.01`` on a KL divided by the pixel count is a nearly absent prior, right for DualContrast's
+contrastive codes but not for a plain VAE): per sample, the summed squared error plus
+``beta_c KL(q(c|x) || N(0, I)) + beta_z KL(q(z|x) || N(0, I))`` with the correct Gaussian KL and
+``beta = 1`` (the standard ELBO of a Gaussian likelihood of variance 1/2), divided by the pixel
+count so the logged ``rec`` stays the mean squared error of the other methods. No ``loss.*`` key
+acts on VITAE.
 
 The transformation class (the paper uses CPAB, continuous piecewise-affine velocity fields on a
 tessellation, integrated in closed form by libcpab): here a **stationary velocity field that is
@@ -34,8 +40,9 @@ half-turn of the central cells needs about 2.2) keeps the model away from them.
 
 ``model.params`` (defaults): ``control_grid`` 5, ``steps`` 7, ``max_velocity`` 3.0 (normalised
 units per unit time), ``zero_boundary`` true, ``hidden`` 128 (width of the z -> velocity MLP),
-``inference`` conditional. Encoders and the appearance decoder are the presets of
-:mod:`dualcontrast.nn` (``model.arch``, ``model.decoder``), one encoder per code.
+``inference`` conditional, ``beta_c`` 1.0 and ``beta_z`` 1.0 (the ELBO's KL weights). Encoders
+and the appearance decoder are the presets of :mod:`dualcontrast.nn` (``model.arch``,
+``model.decoder``), one encoder per code.
 
 Conventions are those of :mod:`dualcontrast.transforms.geometry`: ``align_corners=False``
 normalised coordinates ``(x, y[, z])`` in ``[-1, 1]``, ``x`` along the last axis. A warp samples
@@ -52,10 +59,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import Config, LossConfig
+from ..config import Config
 from ..errors import ConfigError
+from ..losses import vae_terms
 from ..nn import build_decoder, build_encoder
-from .base import MODELS, Codes, DisentanglementModel, configured_vae_terms, reparameterize
+from .base import MODELS, Codes, DisentanglementModel, reparameterize
 
 INFERENCE = ("conditional", "unconditional")
 
@@ -194,13 +202,14 @@ class VITAE(DisentanglementModel):
         output: str = "sigmoid",
         encoder_options: dict[str, Any] | None = None,
         decoder_options: dict[str, Any] | None = None,
-        loss: LossConfig | None = None,
         control_grid: int = 5,
         steps: int = 7,
         max_velocity: float = 3.0,
         hidden: int = 128,
         inference: str = "conditional",
         zero_boundary: bool = True,
+        beta_c: float = 1.0,
+        beta_z: float = 1.0,
     ):
         super().__init__()
         self.sample_shape = tuple(sample_shape)
@@ -218,11 +227,14 @@ class VITAE(DisentanglementModel):
             raise ConfigError(
                 f"vitae params need steps >= 0 and max_velocity > 0, got {steps}, {max_velocity}"
             )
+        if beta_c < 0 or beta_z < 0:
+            raise ConfigError(f"vitae params beta_c and beta_z must be >= 0, got {beta_c}, {beta_z}")
         self.content_dim = content_dim
         self.transform_dim = transform_dim
         self.steps = steps
         self.inference = inference
-        self.loss_cfg = loss or LossConfig()
+        self.beta_c = beta_c
+        self.beta_z = beta_z
         enc = encoder_options or {}
         # One encoder per code: the perspective encoder has only z heads, the appearance encoder
         # only c heads (the preset encoder with the other code of width 0).
@@ -251,7 +263,6 @@ class VITAE(DisentanglementModel):
                 output=output,
                 encoder_options=m.encoder_options,
                 decoder_options=m.decoder_options,
-                loss=LossConfig(**vars(cfg.loss)),
                 **m.params,
             )
         except TypeError as e:
@@ -289,15 +300,15 @@ class VITAE(DisentanglementModel):
         v = self.velocity(reparameterize(z_mu, z_logvar))
         c_mu, c_logvar, _, _ = self.appearance_encoder(self._appearance_input(x, v))
         x_rec = warp_by_velocity(self.appearance(reparameterize(c_mu, c_logvar)), v, self.steps)
-        return configured_vae_terms(self.loss_cfg, x, x_rec, c_mu, c_logvar, z_mu, z_logvar)
+        # Per-pixel scale: MSE_mean + KL / pixels is the per-sample ELBO divided by the pixel count.
+        return vae_terms(x, x_rec, c_mu, c_logvar, z_mu, z_logvar, per_pixel=True)
 
     def training_step(
         self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
     ) -> dict[str, torch.Tensor]:
         with self.autocast():
             terms = self.elbo_terms(x)
-        lc = self.loss_cfg
-        loss = lc.w_rec * terms["rec"] + lc.gamma_c * terms["kl_c"] + lc.gamma_z * terms["kl_z"]
+        loss = terms["rec"] + self.beta_c * terms["kl_c"] + self.beta_z * terms["kl_z"]
         opt = optimizers["main"]
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,6 +38,11 @@ def _resident_ok(data: Dataset, device: torch.device, policy: str) -> bool:
     return data.in_memory and nbytes <= _resident_limit(device)
 
 
+def batches_per_epoch(n_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Full batches one process takes per epoch (the incomplete last batch is dropped)."""
+    return (n_samples // world_size) // batch_size
+
+
 class BatchSource:
     """Shuffled fixed-size batches of a :class:`Dataset`, on ``device``.
 
@@ -88,7 +93,7 @@ class BatchSource:
             )
 
     def __len__(self) -> int:
-        return (len(self.data) // self.world_size) // self.batch_size
+        return batches_per_epoch(len(self.data), self.batch_size, self.world_size)
 
     @property
     def resident(self) -> bool:

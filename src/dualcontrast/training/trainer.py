@@ -20,10 +20,11 @@ from ..data.base import DataSplits
 from ..errors import ConfigError, DivergenceError, RunDirError
 from ..models import DisentanglementModel, build_model
 from . import distributed
-from .batches import BatchSource
+from .batches import BatchSource, batches_per_epoch
 from .checkpoint import atomic_copy, atomic_save, choose_checkpoint, load_checkpoint
 from .rundir import RunDir
 from .runtime import rng_state, seed_everything, set_rng_state
+from .schedule import build_schedulers
 from .validation import ValidationScore, describe_best
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class TrainState:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]
     epoch: int = 0  # epochs completed
+    schedule_interval: str = "epoch"  # when the schedulers step: "epoch" or "batch"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def checkpoint(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -90,22 +92,24 @@ class TrainState:
                 )
 
 
-def build_state(cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device) -> TrainState:
-    """Model, optimizers and StepLR schedulers, seeded by ``train.seed``."""
+def build_state(
+    cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device, steps_per_epoch: int = 1
+) -> TrainState:
+    """Model, optimizers and their ``train.schedule`` schedulers, seeded by ``train.seed``.
+
+    ``steps_per_epoch``: batches per epoch, which per-batch schedules need to know their length.
+    """
     seed_everything(cfg.train.seed)
     model = build_model(cfg, sample_shape, output).to(device)
     optimizers = model.configure_optimizers(cfg.train.lr)
-    schedulers = {
-        k: torch.optim.lr_scheduler.StepLR(o, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
-        for k, o in optimizers.items()
-    }
+    schedulers, interval = build_schedulers(cfg.train, optimizers, steps_per_epoch)
     meta = {
         "sample_shape": list(sample_shape),
         "output": output,
         "model": cfg.model.name,
         "seed": cfg.train.seed,
     }
-    return TrainState(model, optimizers, schedulers, meta=meta)
+    return TrainState(model, optimizers, schedulers, schedule_interval=interval, meta=meta)
 
 
 def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
@@ -229,7 +233,8 @@ class Trainer:
         self.callbacks = callbacks or []
         self.validate = validate
         output = infer_output(cfg, splits)
-        self.state = build_state(cfg, splits.sample_shape, output, device)
+        steps = batches_per_epoch(len(splits.train), cfg.train.batch_size, world_size)
+        self.state = build_state(cfg, splits.sample_shape, output, device, steps)
         if channels_last is None:
             # NDHWC convolutions measured 1.1-1.3x faster per 3D step on a CPU; NHWC slower in 2D.
             channels_last = splits.train.spatial_dims == 3
@@ -307,16 +312,13 @@ class Trainer:
             st.model.train()
             t0 = time.perf_counter()
             self.batches.set_epoch(epoch)
-            sums = self._run_epoch(epoch, show)
+            # The lr the epoch starts at (per-batch schedules change it within the epoch).
             lr = st.optimizers[next(iter(st.optimizers))].param_groups[0]["lr"]
-            with warnings.catch_warnings():
-                # Epoch-based schedules advance even for an optimizer that had nothing to do this
-                # epoch (DisCo's generator after its phase, vae2's idle encoder optimizer).
-                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
-                for s in st.schedulers.values():
-                    s.step()
-            st.model.on_epoch_end(epoch)
+            sums = self._run_epoch(epoch, show)
+            if st.schedule_interval == "epoch":
+                self._step_schedulers()
             st.epoch = epoch + 1
+            st.model.on_epoch_end(st.epoch)
             means = self._epoch_means(sums)
             for k, v in means.items():
                 if not np.isfinite(v):
@@ -368,6 +370,8 @@ class Trainer:
         last_shown = time.perf_counter()
         for i, x in enumerate(bar):
             terms = st.model.training_step(x, st.optimizers)
+            if st.schedule_interval == "batch":
+                self._step_schedulers()
             for k, v in terms.items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             if show and time.perf_counter() - last_shown > 1.0:
@@ -375,6 +379,14 @@ class Trainer:
                 bar.set_postfix({k: f"{float(v) / (i + 1):.4f}" for k, v in sums.items()})
                 last_shown = time.perf_counter()
         return sums
+
+    def _step_schedulers(self) -> None:
+        with warnings.catch_warnings():
+            # Schedules advance even for an optimizer that had nothing to do (DisCo's generator
+            # after its phase, vae2's idle encoder optimizer).
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for s in self.state.schedulers.values():
+                s.step()
 
     def _epoch_means(self, sums: dict[str, torch.Tensor]) -> dict[str, float]:
         """Mean of each term over the epoch's batches (of all processes): the one host read."""

@@ -2,8 +2,8 @@
 
 Every transformation draws its parameters independently PER SAMPLE (the reference scripts
 apply one torchvision ``RandomAffine`` draw to a whole batch, which is a bug) and works on
-2D ``(N, C, H, W)`` batches; rotation, translation, scale, blur and contrast also work on 3D
-``(N, C, D, H, W)`` batches. Randomness comes from torch's global generator on the batch's
+2D ``(N, C, H, W)`` batches; rotation, translation, scale, blur, contrast and the non-rigid
+elastic and hinge deformations also work on 3D ``(N, C, D, H, W)`` batches. Randomness comes from torch's global generator on the batch's
 device, so checkpoints that store RNG states resume bit-for-bit.
 
 Choose by config, e.g. ``transform: {name: rotation, max_angle: 90}`` or
@@ -248,3 +248,129 @@ def build_transform(spec: dict[str, Any] | str) -> PairTransform:
         return cls(**params)
     except TypeError as e:
         raise ConfigError(f"bad parameters for transform {name!r}: {e}") from None
+
+
+# -- non-rigid transformations (conformational change rather than pose) ---------------------------
+
+
+def _pixel_grid(spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """Pixel centres relative to the array centre, in pixels. ``-> (*spatial, k)``, last axis ``(x, y[, z])``.
+
+    The pixel-unit twin of the ``align_corners=False`` normalised grid of :mod:`.geometry`
+    (normalised = pixels * 2 / size).
+    """
+    axes = [torch.arange(n, device=like.device, dtype=like.dtype) - (n - 1) / 2 for n in spatial]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij")[::-1], -1)
+
+
+def _displace(x: torch.Tensor, source: torch.Tensor, mode: str) -> torch.Tensor:
+    """``out(p) = x(source(p))``, ``source: (N, *spatial, k)`` in the pixels of :func:`_pixel_grid`, zero padding."""
+    sizes = torch.tensor(x.shape[2:][::-1], device=x.device, dtype=x.dtype)
+    grid = source * (2.0 / sizes)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+@TRANSFORMS.register("elastic")
+class Elastic(PairTransform):
+    """A smooth random deformation of low spatial frequency, up to ``max_displacement`` pixels.
+
+    Each sample's displacement field (one per axis) is a random combination of the products of
+    ``cos(pi m (i + 1/2) / n)`` along the axes, ``m = 0 .. modes - 1`` (the constant term, a
+    translation, left out; weights ``N(0, 1 / (1 + |m|^2))``, favouring the lowest frequencies),
+    rescaled so its largest displacement is ``U(0, max_displacement)`` pixels. With the default 3
+    modes the shortest wavelength is the box: the field bends and stretches the whole object,
+    like a conformational change, without local ripples. 2D and 3D; compose with a rotation via
+    ``{name: compose, parts: [{name: rotation}, {name: elastic}]}``.
+    """
+
+    name = "elastic"
+
+    def __init__(self, max_displacement: float = 2.0, modes: int = 3, mode: str = "bilinear"):
+        if max_displacement < 0:
+            raise ConfigError(f"transform.max_displacement must be >= 0 pixels, got {max_displacement}")
+        if not isinstance(modes, int) or modes < 2:
+            raise ConfigError(f"transform.modes must be an integer >= 2, got {modes!r}")
+        self.max_displacement = float(max_displacement)
+        self.modes = modes
+        self.mode = mode
+
+    def displacement(self, n: int, spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Random fields ``(n, *spatial, k)`` in pixels, components ``(x, y[, z])``."""
+        k = len(spatial)
+        m = torch.arange(self.modes, device=like.device, dtype=like.dtype)
+        # One cosine table per array axis: (modes, size).
+        tables = [torch.cos(math.pi * m[:, None] * (torch.arange(s, device=like.device, dtype=like.dtype) + 0.5) / s)
+                  for s in spatial]
+        orders = torch.cartesian_prod(*[m] * k).reshape(-1, k)[1:]  # (B, k), the constant term dropped
+        basis = tables[0][orders[:, 0].long()]
+        for axis in range(1, k):
+            basis = basis[..., None] * tables[axis][orders[:, axis].long()].reshape(
+                -1, *[1] * axis, spatial[axis]
+            )
+        std = 1.0 / (1.0 + orders.pow(2).sum(-1))
+        coef = torch.randn(n, k, orders.shape[0], device=like.device, dtype=like.dtype) * std
+        field = torch.einsum("nkb,b...->n...k", coef, basis)
+        peak = field.norm(dim=-1).flatten(1).amax(1).clamp_min(1e-12)
+        amplitude = _uniform(n, 0.0, self.max_displacement, like)
+        return field * (amplitude / peak).reshape(-1, *[1] * (k + 1))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _spatial_dims(x)
+        spatial = tuple(x.shape[2:])
+        u = self.displacement(x.shape[0], spatial, x)
+        return _displace(x, _pixel_grid(spatial, x) + u, self.mode)
+
+
+@TRANSFORMS.register("hinge")
+class Hinge(PairTransform):
+    """A domain-hinge motion: one half of the object turns against the other about an axis
+    through the centre.
+
+    Per sample: a random plane through the centre (a line in 2D) splits the box; the half on
+    one side turns by ``U(-max_angle, max_angle)`` degrees about a random axis lying in that
+    plane (2D: about the centre), the other half stays. In between, the turn angle blends
+    smoothly with the angle ``psi`` of a point from the plane, seen from the axis, over a wedge of
+    ``blend_angle`` degrees: the deformation is continuous, and the sampling map is fold-free
+    because ``max_angle * 0.75 / sin(blend_angle / 2) < 1`` is required. The frame (plane normal,
+    in-plane direction, axis) is a uniform random rotation (:func:`.geometry.random_rotation_3d`);
+    the turn inside it is :func:`.geometry.rotation_matrix_2d`.
+    """
+
+    name = "hinge"
+
+    def __init__(self, max_angle: float = 15.0, blend_angle: float = 60.0, mode: str = "bilinear"):
+        if not 0 < blend_angle <= 180:
+            raise ConfigError(f"transform.blend_angle must be in (0, 180] degrees, got {blend_angle}")
+        if max_angle < 0 or math.radians(max_angle) * 0.75 / math.sin(math.radians(blend_angle) / 2) >= 1:
+            raise ConfigError(
+                f"transform.max_angle must be >= 0 and small enough for blend_angle {blend_angle:g} "
+                f"(max_angle * 0.75 / sin(blend_angle / 2) < 1 rad keeps the warp fold-free), got {max_angle}"
+            )
+        self.max_angle = float(max_angle)
+        self.blend_angle = float(blend_angle)
+        self.mode = mode
+
+    def source(self, n: int, spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """Where each output pixel samples the input: ``(n, *spatial, k)`` in pixels from the centre."""
+        k = len(spatial)
+        if k == 2:
+            frame = rotation_matrix_2d(_uniform(n, 0.0, 2 * math.pi, like))
+        else:
+            frame = random_rotation_3d(n, device=like.device, dtype=like.dtype)
+        theta = _uniform(n, -math.radians(self.max_angle), math.radians(self.max_angle), like)
+        p = _pixel_grid(spatial, like).reshape(1, -1, k)
+        # Coordinates in the frame: u[..., 0] along the plane normal, u[..., 1] in the plane, u[..., 2] the axis.
+        u = p @ frame  # (n, P, k)
+        in_plane = u[..., :2]
+        sin_psi = in_plane[..., 0] / in_plane.norm(dim=-1).clamp_min(1e-6)
+        s = (sin_psi / math.sin(math.radians(self.blend_angle) / 2)).clamp(-1, 1) * 0.5 + 0.5
+        weight = s * s * (3 - 2 * s)  # smoothstep: 0 on the fixed half, 1 on the moving one
+        # Sampling by the inverse turn moves the object's half by +theta.
+        turn = rotation_matrix_2d(-theta[:, None] * weight)  # (n, P, 2, 2)
+        turned = (turn @ in_plane[..., None]).squeeze(-1)
+        u = torch.cat([turned, u[..., 2:]], -1)
+        return (u @ frame.transpose(-1, -2)).reshape(n, *spatial, k)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _spatial_dims(x)
+        return _displace(x, self.source(x.shape[0], tuple(x.shape[2:]), x), self.mode)

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from dualcontrast.config import Config, build_config, load_config, load_yaml
-from dualcontrast.data import DataSplits, Dataset, carve_validation, load_data
+from dualcontrast.data import Dataset, DataSplits, carve_validation, load_data
 from dualcontrast.errors import DataError
 from dualcontrast.workflow import load_splits
 
@@ -37,7 +37,7 @@ def test_no_validation_and_bad_fractions():
     assert [name for name, _ in s.parts()] == ["train", "test"]
     with pytest.raises(DataError, match="validation fraction"):
         carve_validation(s, 1.0, 0)
-    with pytest.raises(DataError, match="data.val_fraction=0"):
+    with pytest.raises(DataError, match=r"data\.val_fraction=0"):
         carve_validation(splits(n_train=2), 0.5, 0)
 
 

@@ -50,7 +50,7 @@ class Centroid(torch.nn.Module):
     def autocast(self):
         return torch.autocast("cpu", enabled=False)
 
-    def encode(self, x):
+    def embed_codes(self, x):
         if self.random:
             return Codes(None, None, torch.randn(len(x), 2), None)
         size = x.shape[-1]

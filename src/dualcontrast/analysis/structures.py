@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 class ConcatSamples:
-    """Train and test of one data set read as one lazy stack (rows: train first, then test)."""
+    """The splits of one data set read as one lazy stack (rows: train, validation, test)."""
 
     def __init__(self, parts: list[Dataset]):
         self.parts = parts
@@ -47,12 +47,12 @@ class ConcatSamples:
 
 
 def all_samples(splits: DataSplits) -> Dataset:
-    """Every sample of a data set (train then test) as one lazy dataset."""
-    parts = [splits.train, splits.test]
+    """Every sample of a data set (train, validation, test) as one lazy dataset."""
+    parts = [data for _, data in splits.parts()]
     factors = {
         k: np.concatenate([p.factors[k] for p in parts])
         for k in splits.train.factors
-        if k in splits.test.factors
+        if all(k in p.factors for p in parts)
     }
     return Dataset(
         x=ConcatSamples(parts),

@@ -10,19 +10,23 @@ from .trainer import (
     append_csv,
     apply_runtime,
     build_state,
+    checkpoint_label,
     infer_output,
     load_trained_model,
 )
+from .validation import ValidationScore, validation_loss
 
 __all__ = [
     "BatchSource",
     "RunDir",
     "TrainState",
     "Trainer",
+    "ValidationScore",
     "append_csv",
     "apply_runtime",
     "atomic_save",
     "build_state",
+    "checkpoint_label",
     "infer_output",
     "load_checkpoint",
     "load_trained_model",
@@ -30,4 +34,5 @@ __all__ = [
     "rng_state",
     "seed_everything",
     "set_rng_state",
+    "validation_loss",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -36,3 +37,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # torch raises many types for corrupt files
         raise RunDirError(f"{path}: cannot read checkpoint: {e}") from None
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> None:
+    """Copy a checkpoint file to ``path`` through a temporary file and a rename (as :func:`atomic_save`)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, open(source, "rb") as src:
+            shutil.copyfileobj(src, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+CHECKPOINT_CHOICES = ("auto", "best", "last")
+
+
+def choose_checkpoint(last: Path, best: Path, which: str = "auto") -> tuple[Path, str]:
+    """``(path, "best" | "last")``: ``auto`` takes best.pt when it exists, else last.pt."""
+    if which not in CHECKPOINT_CHOICES:
+        raise RunDirError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
+    if which == "best" and not best.exists():
+        raise RunDirError(
+            f"{best}: no best checkpoint (the run has no validation set, data.val_fraction=0, or was "
+            "trained before best.pt existed); use --checkpoint last"
+        )
+    if which == "best" or (which == "auto" and best.exists()):
+        return best, "best"
+    return last, "last"

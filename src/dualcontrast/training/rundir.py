@@ -4,8 +4,10 @@
 
     RUN/config.yaml        resolved config + version, command line, time
     RUN/checkpoints/last.pt
+    RUN/checkpoints/best.pt  the epoch with the best validation score (data.val_fraction > 0)
     RUN/log.csv            per-epoch mean loss terms, learning rate, seconds
-    RUN/eval_log.csv       per-epoch metrics when train.eval_every > 0
+    RUN/eval_log.csv       validation scores: every epoch the one that picks best.pt, or all of
+                           them every train.eval_every epochs
     RUN/embeddings.npz     c/z means and log-variances for train and test, labels, ids
     RUN/metrics.json       D-scores, SAP, ARI ... with the protocol
     RUN/figures/           transfer_grid.png, loss.png, projection_c.png, projection_z.png ...
@@ -52,6 +54,10 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
 
     @property
     def log(self) -> Path:

@@ -90,7 +90,8 @@ def main() -> int:
         curve = list(csv.DictReader(f))
     with open(run / "log.csv", newline="") as f:
         train_seconds = sum(float(r["seconds"]) for r in csv.DictReader(f))
-    final = json.loads((run / "metrics.json").read_text())["scores"]
+    doc = json.loads((run / "metrics.json").read_text())
+    final, checkpoint = doc["scores"], doc.get("checkpoint", f"epoch {args.epochs}")
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{name}_quality" + (f"_{args.tag}" if args.tag else "")
@@ -132,7 +133,7 @@ def main() -> int:
         "",
         f"| | {head} |",
         "|---|" + "---|" * len(cols),
-        f"| this run, epoch {args.epochs} | " + " | ".join(f"{final[k]:.3f}" for k in cols) + " |",
+        f"| this run, {checkpoint} | " + " | ".join(f"{final[k]:.3f}" for k in cols) + " |",
     ]
     if mnist:
         lines += [
@@ -142,6 +143,9 @@ def main() -> int:
     lines += [
         "",
         "## Curve",
+        "",
+        "Scores on the validation split (eval_log.csv; carved from the training data), the final row "
+        "above on test.",
         "",
         f"| epoch | {head} |"
         + (" reference procedure on CPU (issue): D(c\\|c) / D(c\\|z) |" if mnist else ""),

@@ -28,23 +28,24 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from .config import Config, build_config, load_config, load_yaml, save_config
-from .data import CONTENT, Dataset, DataSplits, check_finite, load_path, split_dataset
+from .data import CONTENT, Dataset, DataSplits, carve_validation, check_finite, load_path, split_dataset
 from .errors import ConfigError, DataError
 from .evaluation import embed as embed_codes
-from .evaluation.run import periodic_eval
+from .evaluation.run import validation_scorer
 from .models import DisentanglementModel, load_trained_model
 from .rundir import RunDir
 from .training import Trainer, resolve_device
-from .workflow import load_splits, record_resolved, write_evaluation
+from .workflow import evaluation_model, load_splits, record_resolved, write_evaluation
 
 __all__ = ["DualContrast", "Run", "load_run"]
 
 log = logging.getLogger(__name__)
 
 
-def load_run(path: str | Path, *, device: str = "auto") -> Run:
-    """A run directory written by ``dualcontrast train`` or :meth:`DualContrast.fit`."""
-    return Run(path, device=device)
+def load_run(path: str | Path, *, device: str = "auto", checkpoint: str = "auto") -> Run:
+    """A run directory written by ``dualcontrast train`` or :meth:`DualContrast.fit`;
+    ``checkpoint``: ``auto`` (best.pt where the run has one, else last.pt), ``best`` or ``last``."""
+    return Run(path, device=device, checkpoint=checkpoint)
 
 
 def _array_dataset(x: Any, where: str) -> Dataset:
@@ -63,7 +64,7 @@ def _datasets(data: Any, where: str) -> list[Dataset]:
     if isinstance(data, (str, Path)):
         data = load_path(data)
     if isinstance(data, DataSplits):
-        return [data.train, data.test]
+        return [d for _, d in data.parts()]
     if isinstance(data, Dataset):
         return [data]
     return [_array_dataset(data, where)]
@@ -76,13 +77,16 @@ class Run:
         root: the run directory.
         config: its resolved :class:`~dualcontrast.config.Config`.
         device: where the model runs.
+        checkpoint: which checkpoint :attr:`model` is read from (``auto``: best.pt where the
+            run has one, else last.pt; ``best``; ``last``).
     """
 
-    def __init__(self, path: str | Path, *, device: str = "auto"):
+    def __init__(self, path: str | Path, *, device: str = "auto", checkpoint: str = "auto"):
         self._dir = RunDir.open(path)
         self.root = self._dir.root
         self.config: Config = load_config(self._dir.config)
         self.device = resolve_device(device)
+        self.checkpoint = checkpoint
         self._model: DisentanglementModel | None = None
         self._sample_shape: tuple[int, ...] | None = None
         self._dims: tuple[int, int] | None = None
@@ -99,7 +103,7 @@ class Run:
 
     @property
     def model(self) -> DisentanglementModel:
-        """The model of the last checkpoint, in eval mode (read on first use)."""
+        """The model of the chosen checkpoint (see ``checkpoint``), in eval mode (read on first use)."""
         return self._loaded()[0]
 
     @property
@@ -109,7 +113,7 @@ class Run:
 
     def _loaded(self) -> tuple[DisentanglementModel, tuple[int, ...]]:
         if self._model is None or self._sample_shape is None:
-            model, ckpt = load_trained_model(self._dir, self.config, self.device)
+            model, ckpt = load_trained_model(self._dir, self.config, self.device, self.checkpoint)
             self._model, self._sample_shape = model, tuple(ckpt["meta"]["sample_shape"])
         return self._model, self._sample_shape
 
@@ -256,7 +260,7 @@ def train_in_run_dir(
     """
     device = resolve_device(cfg.train.device)
     target = RunDir(root)
-    trainer = Trainer(cfg, target, splits, device, callbacks=[periodic_eval(target, cfg, splits, device)])
+    trainer = Trainer(cfg, target, splits, device, validate=validation_scorer(cfg, splits, device))
     run = RunDir.create(root, overwrite=overwrite)
     if prepare is not None:
         prepare(run)
@@ -264,11 +268,11 @@ def train_in_run_dir(
     record_resolved(cfg, trainer.state, meta)
     save_config(cfg, run.config, command=command, meta=meta)
     state = trainer.fit()
+    model, epoch, label = evaluation_model(run, cfg, state, device)
     if evaluate:
-        write_evaluation(run, cfg, state.model, splits, device, epoch=state.epoch)
+        write_evaluation(run, cfg, model, splits, device, epoch=epoch, checkpoint=label)
     opened = Run(root, device=str(device))
-    state.model.eval()
-    opened._model, opened._sample_shape = state.model, splits.sample_shape
+    opened._model, opened._sample_shape = model, splits.sample_shape
     return opened
 
 
@@ -350,7 +354,8 @@ class DualContrast(BaseEstimator):
         elif isinstance(X, DataSplits):
             if y is not None:
                 raise DataError(X.train.source, "labels (y) are not accepted with ready-made splits")
-            splits = X
+            # As load_splits would read the recorded path back: with its validation set.
+            splits = X if X.val is not None else carve_validation(X, cfg.data.val_fraction, cfg.data.split_seed)
             cfg.data.path = _recorded_path(X.train)
         else:
             data = X if isinstance(X, Dataset) else _array_dataset(X, "X")
@@ -362,7 +367,11 @@ class DualContrast(BaseEstimator):
                     )
                 data = dataclasses.replace(data, factors={**data.factors, CONTENT: labels})
             data = dataclasses.replace(data, normalize=cfg.data.normalize)
-            splits = split_dataset(data, cfg.data.test_fraction, cfg.data.split_seed, name="array")
+            splits = carve_validation(
+                split_dataset(data, cfg.data.test_fraction, cfg.data.split_seed, name="array"),
+                cfg.data.val_fraction,
+                cfg.data.split_seed,
+            )
             if data.in_memory:
                 array = data
             else:

@@ -45,7 +45,9 @@ class DataConfig:
     labels: str | None = key(None, "optional content labels file (.npy/.txt/.csv) for unlabeled stacks")
     test_fraction: float = key(0.1, "test share for data without its own split", low=0, high=1,
                                low_open=True, high_open=True)
-    split_seed: int = key(0, "seed of the random train/test split and of max_samples", low=0)
+    val_fraction: float = key(0.1, "share of the training set held out as validation (best.pt, eval_log.csv); "
+                              "0: none", low=0, high=1, high_open=True)
+    split_seed: int = key(0, "seed of the random train/val/test splits and of max_samples", low=0)
     normalize: str = key("none", "none | per_sample")
     max_samples: int | None = key(None, "random training subset (quick runs); null: all", low=1)
     params: dict[str, Any] = key(help="built-in data set parameters", factory=dict)  # noqa: RUF009 (key() returns a field)
@@ -122,7 +124,8 @@ class TrainConfig:
     compile: bool = key(False, "torch.compile the networks")
     resident: str = key("auto", "keep the training set on the device: auto | always | never")
     progress: bool = key(True, "show progress bars")
-    eval_every: int = key(0, "compute metrics every N epochs into eval_log.csv (0: only at the end)", low=0)
+    eval_every: int = key(0, "all validation scores every N epochs into eval_log.csv (0: only the one "
+                          "that picks best.pt, every epoch)", low=0)
 
 
 @dataclass
@@ -131,6 +134,9 @@ class EvalConfig:
     max_fit_samples: int | None = key(20000, "cap on samples for the logistic regressions", low=2)
     projection: str = key("auto", "auto (umap if installed, else tsne) | umap | tsne | pca | none")
     plot_samples: int = key(2000, "points drawn in projection figures", low=1)
+    standardize: bool = key(True, "D-scores on standardised codes (the *_raw scores are always on raw codes, "
+                            "as the reference evaluator)")
+    rotation_samples: int = key(1000, "test samples rotated by known angles for S(z) (0: no S(z))", low=0)
     figures: bool = key(True, "draw figures")
     seed: int = key(0, "seed of subsampling and projections", low=0)
 
@@ -222,9 +228,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: a config file must hold a mapping at the top level")
-    if data.pop("meta", None) is not None and "views" not in data:
-        # A run directory written before the views section existed trained on the paper's pairing.
-        data["views"] = {"pairing": "paper"}
+    if data.pop("meta", None) is not None:  # run-directory configs carry provenance; it is not a setting
+        if "views" not in data:
+            # A run directory written before the views section existed trained on the paper's pairing.
+            data["views"] = {"pairing": "paper"}
+        section = data.get("data")
+        if isinstance(section, dict) and "val_fraction" not in section:
+            # A run saved before validation splits existed trained on the whole training set.
+            section["val_fraction"] = 0.0
     return data
 
 

@@ -5,8 +5,10 @@ one atomic file writer every module uses.
 
     RUN/config.yaml        resolved config + version, command line, time
     RUN/checkpoints/last.pt
+    RUN/checkpoints/best.pt  the epoch with the best validation score (data.val_fraction > 0)
     RUN/log.csv            per-epoch mean loss terms, learning rate, seconds
-    RUN/eval_log.csv       per-epoch metrics when train.eval_every > 0
+    RUN/eval_log.csv       validation scores: every epoch the one that picks best.pt, or all of
+                           them every train.eval_every epochs
     RUN/embeddings.npz     c/z means and log-variances for train and test, labels, ids
     RUN/metrics.json       D-scores, SAP, ARI ... with the protocol
     RUN/figures/           transfer_grid.png, loss.png, projection_c.png, projection_z.png ...
@@ -61,6 +63,10 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
 
     @property
     def log(self) -> Path:
@@ -191,6 +197,29 @@ def atomic_write_json(path: str | Path, doc: Any) -> Path:
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through :func:`atomic_write`."""
     atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_copy(source: str | Path, path: str | Path) -> None:
+    """Copy a file (a checkpoint) to ``path`` through :func:`atomic_write`."""
+    with open(source, "rb") as src:
+        atomic_write(path, lambda f: shutil.copyfileobj(src, f))
+
+
+CHECKPOINT_CHOICES = ("auto", "best", "last")
+
+
+def choose_checkpoint(last: Path, best: Path, which: str = "auto") -> tuple[Path, str]:
+    """``(path, "best" | "last")``: ``auto`` takes best.pt when it exists, else last.pt."""
+    if which not in CHECKPOINT_CHOICES:
+        raise RunDirError(f"checkpoint must be one of {', '.join(CHECKPOINT_CHOICES)}, got {which!r}")
+    if which == "best" and not best.exists():
+        raise RunDirError(
+            f"{best}: no best checkpoint (the run has no validation set, data.val_fraction=0, or was "
+            "trained before best.pt existed); use --checkpoint last"
+        )
+    if which == "best" or (which == "auto" and best.exists()):
+        return best, "best"
+    return last, "last"
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

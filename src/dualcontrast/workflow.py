@@ -105,7 +105,8 @@ def resolve_config(
 
 
 def load_splits(cfg: Config):
-    """The train/test :class:`~dualcontrast.data.base.DataSplits` a config describes."""
+    """The train/val/test :class:`~dualcontrast.data.base.DataSplits` a config describes (the
+    validation set is ``data.val_fraction`` of the training data)."""
     from .data import load_data
 
     d = cfg.data
@@ -114,6 +115,7 @@ def load_splits(cfg: Config):
         name=d.name,
         labels=d.labels,
         test_fraction=d.test_fraction,
+        val_fraction=d.val_fraction,
         split_seed=d.split_seed,
         normalize=d.normalize,
         max_samples=d.max_samples,
@@ -251,7 +253,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
 
     import torch.distributed as dist
 
-    from .evaluation.run import periodic_eval
+    from .evaluation.run import validation_scorer
     from .training import Trainer
 
     if resume and overwrite:
@@ -278,7 +280,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
     current = {"run": final}  # where the run is: a staging directory until it replaces the old one
     trainer = Trainer(
         cfg, final, splits, ctx.device, rank=ctx.rank, world_size=ctx.world_size,
-        callbacks=[lambda st: periodic_eval(current["run"], cfg, splits, ctx.device)(st)],
+        validate=validation_scorer(cfg, splits, ctx.device),
     )  # fmt: skip
     # The model and data are valid: only now is a directory made.
     replacing = overwrite and final.root.is_dir() and any(final.root.iterdir())
@@ -294,7 +296,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
         if ctx.enabled:
             dist.barrier()
     if staging is not None:
-        # Runs before periodic evaluation: from the first checkpoint on, the run is at its place.
+        # From the first checkpoint on, the run is at its place.
         def replace_old(st) -> None:
             if current["run"].root != final.root:
                 final.replace_with(current["run"].root)
@@ -328,8 +330,24 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
     run = current["run"]
     doc = None
     if evaluate and ctx.is_main:
-        doc = write_evaluation(run, cfg, state.model, splits, ctx.device, epoch=state.epoch)
+        model, epoch, label = evaluation_model(run, cfg, state, ctx.device)
+        doc = write_evaluation(run, cfg, model, splits, ctx.device, epoch=epoch, checkpoint=label)
     return TrainResult(run, state, splits, doc)
+
+
+def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple[Any, int, str]:
+    """``(model, epoch, checkpoint label)`` a finished training is scored with: the best
+    validation epoch (best.pt) where the run has one, else the final state in memory."""
+    from .models import load_trained_model
+    from .training import checkpoint_label
+
+    best = state.meta.get("best")
+    if best is None or int(best["epoch"]) == state.epoch or not run.best_checkpoint.exists():
+        state.model.eval()
+        kind = "best" if best is not None and int(best["epoch"]) == state.epoch else "last"
+        return state.model, state.epoch, checkpoint_label(kind, state.epoch, best)
+    model, ckpt = load_trained_model(run, cfg, device, "best")
+    return model, int(ckpt["epoch"]), checkpoint_label("best", int(ckpt["epoch"]), best)
 
 
 def _discard(run: RunDir, whole: bool) -> None:
@@ -347,34 +365,44 @@ def _discard(run: RunDir, whole: bool) -> None:
 # --------------------------------------------------------------------------- evaluate / analyze
 
 
-def write_evaluation(run: RunDir, cfg: Config, model, splits, device, *, epoch: int,
-                     figures: bool = True) -> dict[str, Any]:  # fmt: skip
+def write_evaluation(run: RunDir, cfg: Config, model, splits, device, *, epoch: int, figures: bool = True,
+                     checkpoint: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Embeddings, metrics and figures of a trained ``model`` into ``run``, then its report.html
-    (refreshed every time: never a page with stale metrics). Returns metrics.json's content."""
+    (refreshed every time: never a page with stale metrics). ``checkpoint``: which one the model
+    is, as metrics.json records it. Returns metrics.json's content."""
     from .evaluation.run import evaluate_run as evaluate_model
     from .report import write_report
 
-    doc = evaluate_model(run, cfg, model, splits, device, epoch=epoch, figures=figures)
+    doc = evaluate_model(run, cfg, model, splits, device, epoch=epoch, figures=figures, checkpoint=checkpoint)
     write_report(run.root, projection=None if figures and cfg.eval.figures else "none")
     return doc
 
 
-def evaluate_run(path: str | Path, *, device: str | None = None, figures: bool = True) -> dict[str, Any]:
-    """Score a trained run (finished or interrupted: its last checkpoint) into its directory:
-    embeddings.npz, metrics.json and (``figures``) figures/. Returns metrics.json's content.
-    ``device``: default the run's ``train.device``."""
+def evaluate_run(
+    path: str | Path, *, device: str | None = None, figures: bool = True, checkpoint: str = "auto"
+) -> dict[str, Any]:
+    """Score a trained run (finished or interrupted) into its directory: embeddings.npz,
+    metrics.json and (``figures``) figures/. Returns metrics.json's content.
+    ``checkpoint``: ``auto`` (best.pt where the run has one, else last.pt), ``best`` or ``last``;
+    metrics.json says which. ``device``: default the run's ``train.device``."""
     from .models import load_trained_model
-    from .training import run_device
+    from .training import checkpoint_label, run_device
 
     run, cfg = open_run(path)
     dev = run_device(cfg, device)
     splits = load_splits(cfg)
-    model, ckpt = load_trained_model(run, cfg, dev)
-    return write_evaluation(run, cfg, model, splits, dev, epoch=int(ckpt["epoch"]), figures=figures)
+    model, ckpt = load_trained_model(run, cfg, dev, checkpoint)
+    epoch = int(ckpt["epoch"])
+    label = checkpoint_label(ckpt["chosen"], epoch, ckpt["meta"].get("best"))
+    return write_evaluation(run, cfg, model, splits, dev, epoch=epoch, figures=figures, checkpoint=label)
 
 
-def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) -> dict[str, Any]:
+def analyze_run(
+    path: str | Path, *, device: str | None = None, checkpoint: str = "auto", **options: Any
+) -> dict[str, Any]:
     """Cluster, average and export a trained run into RUN/analysis/; returns analysis.json's content.
+
+    ``checkpoint``: ``auto`` (best.pt where the run has one, else last.pt), ``best`` or ``last``.
 
     ``options`` are the fields of :class:`dualcontrast.analysis.pipeline.AnalyzeOptions`
     (``k``, ``k_max``, ``k_z``, ``projection``, ``average``, ``export`` ...); ``device``:
@@ -388,7 +416,7 @@ def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) 
     run, cfg = open_run(path)
     dev = run_device(cfg, device)
     splits = load_splits(cfg)
-    model, _ = load_trained_model(run, cfg, dev)
+    model, _ = load_trained_model(run, cfg, dev, checkpoint)
     truth, ctf, voxel_size = run_truth_and_ctf(cfg)
     opts = AnalyzeOptions(**{**options, "device": str(dev)})
     return write_analysis(run, cfg, model, splits, opts, truth=truth, ctf=ctf, voxel_size=voxel_size)
@@ -397,24 +425,36 @@ def analyze_run(path: str | Path, *, device: str | None = None, **options: Any) 
 # --------------------------------------------------------------------------- the summary
 
 
-_SCORE_WORDS = {
-    "d_c_c": ("content code predicts the content class", "higher is better"),
-    "d_c_z": ("transformation code predicts the content class", "lower is better"),
-    "d_z_z": ("transformation code predicts the transformation", "higher is better"),
-    "d_z_c": ("content code predicts the transformation", "lower is better"),
-    "sap_c": ("separation for content, |D(c|c) - D(c|z)| (SAP)", "higher is better"),
-    "sap_z": ("separation for transformation, |D(z|z) - D(z|c)| (SAP)", "higher is better"),
-    "ari_c": ("clusters of the content code match the classes (ARI)", "higher is better"),
-}
+# The headline scores of a run summary, in this order; the words come from evaluation.metrics.SCORES.
+SUMMARY_SCORES = ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "sap_z", "ari_c", "s_z", "r2_pose_z")
 
 
 def describe_scores(scores: dict[str, Any]) -> list[str]:
-    """metrics.json's scores in words, one line each (the global scores; per-class ones omitted)."""
+    """metrics.json's scores in words, one line each: the headline scores, the states of other
+    factors, and the state scores inside each content class (D(state|z) next to D(state|c))."""
+    from .evaluation.metrics import SCORES, score_info
+
     lines = []
-    for key, (words, better) in _SCORE_WORDS.items():
+    for key in SUMMARY_SCORES:
         value = scores.get(key)
         if isinstance(value, (int, float)):
-            lines.append(f"{words}: {value:.2f} ({better})")
+            lines.append(f"{SCORES[key].words}: {value:.2f} ({SCORES[key].better} is better)")
+    for key, value in scores.items():
+        info = score_info(key)
+        if key in SUMMARY_SCORES or key.endswith("_raw") or info is None or not isinstance(value, (int, float)):
+            continue
+        lines.append(f"{info.words}: {value:.2f} ({info.better} is better)")
+    within = scores.get("within_content")
+    if isinstance(within, dict) and within:
+        parts = [
+            f"{cls}: {inner['d_z_z']:.2f} / {inner['d_z_c']:.2f}"
+            for cls, inner in within.items()
+            if "d_z_z" in inner and "d_z_c" in inner
+        ]
+        if parts:
+            lines.append("inside each content class, D(state|z) / D(state|c): " + ", ".join(parts))
+    if "d_c_c_raw" in scores and "d_c_c" in scores:
+        lines.append(f"D(c|c) on raw codes (the reference evaluator): {scores['d_c_c_raw']:.2f}")
     return lines
 
 
@@ -422,6 +462,8 @@ def run_summary(run: RunDir, metrics: dict[str, Any] | None) -> str:
     """What a finished run shows a user: its metrics in words, its files and the next commands."""
     lines = [f"run {run.root} finished"]
     if metrics is not None:
+        if metrics.get("checkpoint"):
+            lines.append(f"  scored on the test split with the {metrics['checkpoint']} checkpoint")
         lines += ["  " + s for s in describe_scores(metrics["scores"])] or ["  no labels to score"]
         few = metrics.get("small_sample_warning")
         if few:
@@ -429,7 +471,7 @@ def run_summary(run: RunDir, metrics: dict[str, Any] | None) -> str:
                 f"  caution: some classes have fewer than {few['min_per_class']} samples "
                 f"({', '.join(few['classes'])}): these scores are rough"
             )
-    written = [p for p in (run.config, run.last_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics,
+    written = [p for p in (run.config, run.last_checkpoint, run.best_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics,
                            run.root / "report.html") if p.exists()]  # fmt: skip
     written += sorted(run.figures.glob("*.png")) if run.figures.is_dir() else []
     lines.append("  wrote: " + ", ".join(str(p.relative_to(run.root)) for p in written))

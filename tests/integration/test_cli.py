@@ -39,7 +39,9 @@ def test_train_writes_a_complete_run_directory(trained_run):
     assert {"d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "sap_z", "ari_c"} <= set(metrics["scores"])
     assert "d_score" in metrics["protocol"]
     emb = np.load(trained_run / "embeddings.npz")
-    assert emb["train_c_mu"].shape == (400, 10) and emb["test_z_logvar"].shape == (200, 10)
+    # data.val_fraction 0.1 of the 400 training samples are the validation set.
+    assert emb["train_c_mu"].shape == (360, 10) and emb["val_c_mu"].shape == (40, 10)
+    assert emb["test_z_logvar"].shape == (200, 10)
     assert set(np.unique(emb["test_content"])) == set(range(5))
 
 

@@ -89,7 +89,7 @@ def test_metrics_in_the_page_are_those_of_metrics_json(run):
     assert set(shown) == set(scores)
     for key, value in scores.items():
         assert shown[key] == pytest.approx(value, abs=5e-5), key
-    assert "content code c predicts the content class" in _page(run)
+    assert "accuracy of the content code c predicting the content class" in _page(run)
 
 
 def test_the_page_is_self_contained(analysed):
@@ -101,7 +101,7 @@ def test_the_page_is_self_contained(analysed):
     assert not re.search(r"""\b(src|href)=["']?(https?:)?//""", markup), "a network reference"
     assert "@import" not in markup and "url(http" not in markup
     assert len(re.findall(r"plotly\.js v\d", page)) == 1, "plotly's JavaScript must be embedded exactly once"
-    assert page.count('class="plotly-graph-div"') == 4  # loss, c, z, FSC
+    assert page.count('class="plotly-graph-div"') == 5  # loss, validation scores, c, z, FSC
     assert len(re.findall(r'<img alt="[^"]*" src="data:image/png;base64,', markup)) == 3  # transfer grid, two central-slice figures
 
 

@@ -172,7 +172,7 @@ def test_estimator_refuses_bad_input_before_writing(fitted, images, tmp_path):
     x, y = images
     before = (fitted.run_dir_ / "config.yaml").read_text()
     with pytest.raises(RunDirError):  # an existing run is kept unless overwrite=True
-        dualcontrast.DualContrast(epochs=1, run_dir=fitted.run_dir_, config=FAST).fit(x)
+        dualcontrast.DualContrast(epochs=1, batch_size=40, run_dir=fitted.run_dir_, config=FAST).fit(x)
     assert (fitted.run_dir_ / "config.yaml").read_text() == before
     with pytest.raises(DataError) as e:
         dualcontrast.DualContrast(run_dir=tmp_path / "a").fit(x, y[:3])

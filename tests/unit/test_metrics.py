@@ -72,7 +72,7 @@ def test_missing_labels_and_codes_are_skipped():
     train = {"c_mu": one_hot(ctr, 5, rng), "content": ctr}  # no z code, no transform labels
     test = {"c_mu": one_hot(cte, 5, rng), "content": cte}
     m = disentanglement_metrics(train, test)
-    assert set(m) == {"d_c_c", "ari_c"}
+    assert set(m) == {"d_c_c", "d_c_c_raw", "ari_c"}
 
 
 def test_d_score_subsampling_is_deterministic_and_bounded():

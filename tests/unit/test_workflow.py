@@ -61,8 +61,9 @@ def test_resume_may_extend_the_schedule_only():
 def test_scores_in_words():
     lines = describe_scores({"d_c_c": 0.951, "d_c_z": 0.21, "within_content": {"0": {"d_z_z": 1.0}}})
     assert lines == [
-        "content code predicts the content class: 0.95 (higher is better)",
-        "transformation code predicts the content class: 0.21 (lower is better)",
+        "D(c|c), accuracy of the content code c predicting the content class: 0.95 (higher is better)",
+        "D(c|z), accuracy of the transformation code z predicting the content class, which z should not "
+        "know: 0.21 (lower is better)",
     ]
 
 

@@ -2,7 +2,7 @@
 
 Steps, all written under ``RUN/analysis/``:
 
-1. codes of every sample (train + test) from the run's last checkpoint;
+1. codes of every sample (train + validation + test) from the run's checkpoint (best.pt when there is one);
 2. GMM on c (k by BIC unless given) -> content clusters; ARI against the true identity when known;
 3. GMM on z inside each content cluster -> conformation clusters; ARI against the true
    (identity, state) when known, overall and inside each content cluster;

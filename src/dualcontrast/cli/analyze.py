@@ -18,7 +18,7 @@ import json
 import logging
 
 from .argtypes import non_negative_int, positive_int
-from .common import add_device_arg
+from .common import add_checkpoint_arg, add_device_arg
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
         "keeps its own names; other input is named relative to the run directory)",
     )  # fmt: skip
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the clustering and projections")
+    add_checkpoint_arg(p)
     add_device_arg(p)
 
 
@@ -48,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
     from ..workflow import analyze_run
 
     doc = analyze_run(
-        args.run, device=args.device,
+        args.run, device=args.device, checkpoint=args.checkpoint or "auto",
         k=args.k, k_max=args.k_max, k_z=args.k_z, k_z_max=args.k_z_max, projection=args.projection,
         average=not args.no_average, max_particles=args.max_particles, n_iter=args.iterations,
         n_rotations=args.rotations, export=not args.no_export, relion_project=args.relion_project,

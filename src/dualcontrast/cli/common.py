@@ -26,6 +26,13 @@ def add_device_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
 
 
+def add_checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", choices=["best", "last"],
+        help="checkpoints/best.pt (the best validation epoch) or last.pt (default: best.pt where the run has one)",
+    )  # fmt: skip
+
+
 def flag_layer(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
     """Config layer from command-line flags: ``{"epochs": "train.epochs", ...}``."""
     layer: dict[str, Any] = {}

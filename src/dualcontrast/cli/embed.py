@@ -1,6 +1,7 @@
 """Codes (c and z means and log-variances) of a trained run for any data set.
 
-Works on finished and interrupted runs (it reads checkpoints/last.pt).
+Works on finished and interrupted runs: it reads checkpoints/best.pt (the epoch with the best
+validation score) where the run has one, else last.pt (--checkpoint chooses).
 
 examples:
   dualcontrast embed runs/mnist                          # the run's own data -> RUN/embeddings.npz
@@ -13,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .common import add_device_arg
+from .common import add_checkpoint_arg, add_device_arg
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--normalize", choices=["none", "per_sample"], help="default: as in training")
     p.add_argument("-o", "--output", metavar="NPZ", help="output file (default RUN/embeddings[_<data>].npz)")
     p.add_argument("--batch-size", type=int, help="samples per batch (default: the run's eval.batch_size)")
+    add_checkpoint_arg(p)
     add_device_arg(p)
 
 
@@ -39,15 +41,14 @@ def main(args: argparse.Namespace) -> int:
     device = run_device(cfg, args.device)
     batch_size = args.batch_size or cfg.eval.batch_size
     normalize = args.normalize or cfg.data.normalize
+    model, ckpt = load_trained_model(run, cfg, device, args.checkpoint or "auto")
+    log.info("embedding with checkpoints/%s.pt (epoch %d)", ckpt["chosen"], ckpt["epoch"])
     if args.data is None:
-        arrays = embed_splits(
-            load_trained_model(run, cfg, device)[0], load_splits(cfg), batch_size=batch_size, device=device
-        )
+        arrays = embed_splits(model, load_splits(cfg), batch_size=batch_size, device=device)
         out = Path(args.output) if args.output else run.embeddings
     else:
         loaded = load_path(args.data)
         datasets = [loaded.train, loaded.test] if isinstance(loaded, DataSplits) else [loaded]
-        model, ckpt = load_trained_model(run, cfg, device)
         arrays = {}
         for name, data in zip(["train", "test"] if len(datasets) == 2 else [""], datasets, strict=True):
             if data.sample_shape != tuple(ckpt["meta"]["sample_shape"]):

@@ -233,15 +233,26 @@ class _IndexedView:
 
 @dataclass
 class DataSplits:
-    """Train and test sets of one data source."""
+    """Train, validation and test sets of one data source.
+
+    ``val`` (None when there is none) is carved from the training data by
+    :func:`carve_validation`; it is what settings and checkpoints are chosen on, so the test set
+    is only ever used for the final scores.
+    """
 
     train: Dataset
     test: Dataset
     name: str = "data"
+    val: Dataset | None = None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return self.train.sample_shape
+
+    def parts(self) -> list[tuple[str, Dataset]]:
+        """``[("train", ...), ("val", ...), ("test", ...)]``, without a missing validation set."""
+        named = [("train", self.train), ("val", self.val), ("test", self.test)]
+        return [(k, d) for k, d in named if d is not None]
 
 
 def split_dataset(data: Dataset, test_fraction: float, seed: int, name: str = "data") -> DataSplits:
@@ -255,6 +266,33 @@ def split_dataset(data: Dataset, test_fraction: float, seed: int, name: str = "d
     perm = np.random.default_rng(seed).permutation(n)
     return DataSplits(
         train=data.subset(np.sort(perm[n_test:])), test=data.subset(np.sort(perm[:n_test])), name=name
+    )
+
+
+def carve_validation(splits: DataSplits, fraction: float, seed: int) -> DataSplits:
+    """``splits`` with a random ``fraction`` of its training set moved into ``val`` (0: none).
+
+    Deterministic by ``seed``, drawn from a stream of its own (the train/test split and the
+    ``max_samples`` subset use ``seed`` directly), so the test set never changes with it.
+    """
+    if fraction == 0:
+        return splits
+    train = splits.train
+    if not 0.0 < fraction < 1.0:
+        raise DataError(train.source, f"validation fraction must be in [0, 1), got {fraction}")
+    n = len(train)
+    n_val = max(1, round(n * fraction))
+    if n - n_val < 2:
+        raise DataError(
+            train.source,
+            f"only {n} training samples: too few to carve a validation set from (set data.val_fraction=0)",
+        )
+    perm = np.random.default_rng([seed, 1]).permutation(n)
+    return DataSplits(
+        train=train.subset(np.sort(perm[n_val:])),
+        test=splits.test,
+        name=splits.name,
+        val=train.subset(np.sort(perm[:n_val])),
     )
 
 
@@ -360,7 +398,7 @@ def _samples_in_memory(raw: np.ndarray, where: str) -> np.ndarray:
 
 
 class ConcatSamples(LazyStack):
-    """Train and test of one data set read as one lazy stack (rows: train first, then test)."""
+    """The splits of one data set read as one lazy stack (rows: train, validation, test)."""
 
     def __init__(self, parts: list[Dataset]):
         self.parts = parts
@@ -378,12 +416,12 @@ class ConcatSamples(LazyStack):
 
 
 def all_samples(splits: DataSplits) -> Dataset:
-    """Every sample of a data set (train then test) as one lazy dataset."""
-    parts = [splits.train, splits.test]
+    """Every sample of a data set (train, validation, test) as one lazy dataset."""
+    parts = [data for _, data in splits.parts()]
     factors = {
         k: np.concatenate([p.factors[k] for p in parts])
         for k in splits.train.factors
-        if k in splits.test.factors
+        if all(k in p.factors for p in parts)
     }
     return Dataset(
         x=ConcatSamples(parts),

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import DataError, DualContrastError
 from ..registry import Registry
-from .base import CONTENT, Dataset, DataSplits, split_dataset
+from .base import CONTENT, Dataset, DataSplits, carve_validation, split_dataset
 
 # Built-in data sets: name -> factory(**params) -> DataSplits. Modules register themselves.
 BUILTIN_DATASETS: Registry[Callable[..., DataSplits]] = Registry("built-in dataset")
@@ -141,15 +141,17 @@ def load_data(
     name: str = "shapes2d",
     labels: str | Path | None = None,
     test_fraction: float = 0.1,
+    val_fraction: float = 0.0,
     split_seed: int = 0,
     normalize: str = "none",
     max_samples: int | None = None,
     params: dict[str, Any] | None = None,
 ) -> DataSplits:
-    """Train/test splits from a path, or from the built-in data set ``name``.
+    """Train/(validation/)test splits from a path, or from the built-in data set ``name``.
 
     Data without its own split is split at random (``test_fraction``, ``split_seed``).
-    ``max_samples`` keeps a random subset of the training set (quick runs).
+    ``max_samples`` keeps a random subset of the training set (quick runs); ``val_fraction`` of
+    what remains becomes the validation set (:func:`~dualcontrast.data.base.carve_validation`).
     """
     if path is None:
         splits = BUILTIN_DATASETS.get(name)(**(params or {}))
@@ -175,4 +177,4 @@ def load_data(
             np.random.default_rng(split_seed).choice(len(splits.train), max_samples, replace=False)
         )
         splits.train = splits.train.subset(keep)
-    return splits
+    return carve_validation(splits, val_fraction, split_seed)

@@ -65,9 +65,10 @@ def embed(
 
 
 def embed_splits(model: DisentanglementModel, splits: DataSplits, **kwargs) -> dict[str, np.ndarray]:
-    """``embed`` on train and test, keys prefixed ``train_`` / ``test_`` (the embeddings.npz layout)."""
+    """``embed`` on train, validation (where there is one) and test, keys prefixed ``train_`` /
+    ``val_`` / ``test_`` (the embeddings.npz layout)."""
     out: dict[str, np.ndarray] = {}
-    for split, data in (("train", splits.train), ("test", splits.test)):
+    for split, data in splits.parts():
         for key, value in embed(model, data, desc=f"embed {split}", **kwargs).items():
             out[f"{split}_{key}"] = value
     return out

@@ -1,38 +1,123 @@
-"""Disentanglement metrics of the paper's protocol, plus clustering agreement.
+"""Disentanglement metrics of the paper's protocol, plus clustering agreement and S(z).
 
 - ``D(f | code)``: accuracy of a linear logistic-regression classifier predicting the ground
   truth factor ``f`` from a code's means, fit on the training codes and scored on the test
-  codes. Codes are standardised (fit on train) so the solver converges; a linear model on
-  standardised codes is the same model class.
+  codes. With ``eval.standardize`` (the default) codes are standardised (fit on train) so the
+  solver converges; a linear model on standardised codes is the same model class, but the
+  L2 penalty of scikit-learn's default solver acts on other scales, so the numbers differ.
+  The ``*_raw`` scores are always on the raw codes, as the authors' reference evaluator.
 - ``SAP(c) = |D(c|c) - D(c|z)|``, ``SAP(z) = |D(z|z) - D(z|c)|``.
+- Every other categorical factor ``f`` (integer labels, 2 .. :data:`MAX_CLASSES` classes, e.g.
+  ``identity_state``) gets ``D(f|c)``, ``D(f|z)`` and ``SAP(f)`` as ``d_<f>_c`` ... ; the
+  transformation state (``transform``) keeps the paper's names ``d_z_z`` (from z), ``d_z_c``
+  (from c). Inside each content class (where the states of one identity are not those of
+  another) the state scores are repeated under ``within_content``.
 - ``ARI(c)``: adjusted Rand index between a Gaussian mixture on the test content codes
   (as many components as true classes) and the true content labels.
+- ``S(z)`` (Table 2 of paper 001, "z contains information other than rotation (low S(z))";
+  the paper does not define it). Here: test samples are rotated by known random angles (2D:
+  uniform in [-max_angle, max_angle], plus the sample's own ``angle`` factor, in degrees, where
+  the data carry one; 3D: uniform on SO(3)); the pose is described by ``(cos, sin)`` of the
+  angle (2D) or the 9 rotation-matrix entries (3D). ``S(z)`` is the R^2 of predicting z from the
+  pose: a k-nearest-neighbour regressor (k = 10) fit on half of the rotated samples, scored
+  on the other half, R^2 of all of z's dimensions together (variance-weighted). 1: z is a
+  function of the rotation alone; lower: z carries something else (content, conformation,
+  noise). Its companion ``R^2(pose|z)`` (``r2_pose_z``) is the other direction, the same
+  regressor predicting the pose from the standardised z: does z know the rotation at all.
+  Both are <= 1; ~0 (or below) means no relation. Where the samples' own poses are random and
+  not recorded (subtomograms), a code of the total pose reads low on both: there S(z) says how
+  much of z the applied rotation alone explains.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import adjusted_rand_score
+from sklearn.metrics import adjusted_rand_score, r2_score
 from sklearn.mixture import GaussianMixture
+from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
 from ..data.base import CONTENT, TRANSFORM
 
 PROTOCOL = {
-    "d_score": "accuracy of sklearn LogisticRegression(max_iter=1000) on standardised code means, "
-    "fit on train codes, scored on test codes",
+    "d_score": "accuracy of sklearn LogisticRegression(max_iter=1000) on code means (standardised "
+    "when eval.standardize; *_raw: raw codes, as the reference evaluator), fit on train codes, "
+    "scored on test codes",
     "sap": "|D(own code) - D(other code)| per factor",
     "ari_c": "ARI of GaussianMixture(k = #true classes, full covariance, seed) on test content means",
     "within_content": "D(z|z), D(z|c), SAP(z) with train and test restricted to one true content class",
+    "s_z": "R^2 (variance-weighted) of KNeighborsRegressor(k=10) predicting z from the pose "
+    "((cos, sin) of the angle in 2D, rotation-matrix entries in 3D) of test samples rotated by "
+    "known random angles, fit on half, scored on the other half; r2_pose_z: the pose from z",
 }
 
+# A factor with more classes than this is an id or a measurement, not a state to classify.
+MAX_CLASSES = 50
 
-def _subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
+
+@dataclass(frozen=True)
+class Score:
+    """What one score means: ``words`` (what it measures), which way is ``better``, and the
+    factor whose majority class is its chance level (None: no chance level)."""
+
+    words: str
+    better: str  # "higher" | "lower"
+    factor: str | None = None
+
+    def text(self) -> str:
+        return f"{self.words} ({self.better} is better)"
+
+
+# The one table of score meanings: run summaries (workflow) and report.html read it.
+SCORES: dict[str, Score] = {
+    "d_c_c": Score("D(c|c), accuracy of the content code c predicting the content class", "higher", CONTENT),
+    "d_c_z": Score("D(c|z), accuracy of the transformation code z predicting the content class, which z "
+                   "should not know", "lower", CONTENT),
+    "sap_c": Score("SAP(c), separation for content, |D(c|c) - D(c|z)|", "higher"),
+    "d_z_z": Score("D(state|z), accuracy of z predicting the transformation state (conformation)",
+                   "higher", TRANSFORM),
+    "d_z_c": Score("D(state|c), accuracy of c predicting the transformation state, which c should not know",
+                   "lower", TRANSFORM),
+    "sap_z": Score("SAP(z), separation for the state, |D(state|z) - D(state|c)|", "higher"),
+    "ari_c": Score("ARI(c), agreement of a Gaussian-mixture clustering of c with the content classes "
+                   "(adjusted Rand index: 1 perfect, 0 chance)", "higher"),
+    "s_z": Score("S(z), R^2 of z predicted from the rotation of rotated test samples: 1 when z is only "
+                 "the rotation, lower when z holds more (as it should for conformations)", "lower"),
+    "r2_pose_z": Score("R^2(pose|z), R^2 of the rotation of rotated test samples predicted from z: "
+                       "whether z knows the pose", "higher"),
+}
+_RAW_SUFFIX = "_raw"
+
+
+def score_info(key: str) -> Score | None:
+    """The meaning of a score key of metrics.json, including the ``*_raw`` variants and the
+    ``d_<factor>_c`` / ``d_<factor>_z`` / ``sap_<factor>`` scores of other factors."""
+    if key in SCORES:
+        return SCORES[key]
+    if key.endswith(_RAW_SUFFIX):
+        base = score_info(key[: -len(_RAW_SUFFIX)])
+        if base is None:
+            return None
+        return Score(f"{base.words}, on raw (not standardised) codes as the reference evaluator",
+                     base.better, base.factor)
+    for code, better in (("c", "lower"), ("z", "higher")):
+        if key.startswith("d_") and key.endswith(f"_{code}"):
+            factor = key[2 : -len(code) - 1]
+            return Score(f"D({factor}|{code}), accuracy of {code} predicting {factor}", better, factor)
+    if key.startswith("sap_"):
+        factor = key[4:]
+        return Score(f"SAP({factor}), |D({factor}|z) - D({factor}|c)|", "higher")
+    return None
+
+
+def subsample(n: int, cap: int | None, seed: int) -> np.ndarray:
     if cap is None or n <= cap:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
@@ -46,22 +131,27 @@ def d_score(
     *,
     max_fit_samples: int | None = None,
     seed: int = 0,
+    standardize: bool = True,
 ) -> float:
     """Test accuracy of a logistic regression predicting ``y`` from codes ``x``.
 
     ``(N, d), (N,), (M, d), (M,) -> float``. ``max_fit_samples`` caps the training rows
-    (a random subset, fixed by ``seed``) to bound the cost on large data sets.
+    (a random subset, fixed by ``seed``) to bound the cost on large data sets; ``standardize``
+    scales the codes to zero mean, unit variance (fit on the training rows) first.
     """
-    keep = _subsample(len(train_x), max_fit_samples, seed)
+    keep = subsample(len(train_x), max_fit_samples, seed)
     x, y = np.asarray(train_x, dtype=np.float64)[keep], np.asarray(train_y)[keep]
+    test = np.asarray(test_x, dtype=np.float64)
     if len(np.unique(y)) < 2:
         raise ValueError("a D-score needs at least two classes in the training labels")
-    scaler = StandardScaler().fit(x)
+    if standardize:
+        scaler = StandardScaler().fit(x)
+        x, test = scaler.transform(x), scaler.transform(test)
     clf = LogisticRegression(max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(scaler.transform(x), y)
-    return float(clf.score(scaler.transform(np.asarray(test_x, dtype=np.float64)), np.asarray(test_y)))
+        clf.fit(x, y)
+    return float(clf.score(test, np.asarray(test_y)))
 
 
 def gmm_ari(codes: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float:
@@ -72,42 +162,72 @@ def gmm_ari(codes: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> float:
     return float(adjusted_rand_score(labels, pred))
 
 
+def state_factors(labels: dict[str, np.ndarray]) -> list[str]:
+    """The categorical factors other than content, ``transform`` first: integer (or boolean)
+    labels with 2 .. :data:`MAX_CLASSES` classes."""
+    out = []
+    for name, values in labels.items():
+        values = np.asarray(values)
+        if name == CONTENT or values.ndim != 1 or values.dtype.kind not in "biu":
+            continue
+        if 2 <= len(np.unique(values)) <= MAX_CLASSES:
+            out.append(name)
+    return sorted(out, key=lambda n: (n != TRANSFORM, n))
+
+
 def disentanglement_metrics(
     train: dict[str, np.ndarray],
     test: dict[str, np.ndarray],
     *,
     max_fit_samples: int | None = None,
     seed: int = 0,
+    standardize: bool = True,
+    raw: bool = True,
 ) -> dict[str, Any]:
     """All scores the available codes and labels allow.
 
     ``train`` / ``test`` hold ``c_mu``, ``z_mu`` (either may be absent) and factor labels
-    (``content``, ``transform``). Returns ``{"d_c_c", "d_c_z", "sap_c", "ari_c", "d_z_z",
-    "d_z_c", "sap_z"}`` restricted to what can be computed.
+    (``content``, ``transform``, other states). Returns ``{"d_c_c", "d_c_z", "sap_c", "ari_c",
+    "d_z_z", "d_z_c", "sap_z", "d_<factor>_c", "d_<factor>_z", "sap_<factor>", "within_content"}``
+    restricted to what can be computed, and (``raw``) the D-scores and SAPs again on raw codes
+    as ``<name>_raw``.
     """
-    out: dict[str, Any] = {}
     codes = {name: (train.get(f"{name}_mu"), test.get(f"{name}_mu")) for name in ("c", "z")}
 
-    def score(code: str, factor: str) -> float | None:
-        tr, te = codes[code]
-        if tr is None or te is None or factor not in train or factor not in test:
-            return None
-        if len(np.unique(train[factor])) < 2:
-            return None
-        return d_score(tr, train[factor], te, test[factor], max_fit_samples=max_fit_samples, seed=seed)
+    def scores(std: bool) -> dict[str, float]:
+        out: dict[str, float] = {}
 
-    for factor, own, other, tag in ((CONTENT, "c", "z", "c"), (TRANSFORM, "z", "c", "z")):
-        d_own, d_other = score(own, factor), score(other, factor)
-        if d_own is not None:
-            out[f"d_{tag}_{own}"] = d_own
-        if d_other is not None:
-            out[f"d_{tag}_{other}"] = d_other
-        if d_own is not None and d_other is not None:
-            out[f"sap_{tag}"] = abs(d_own - d_other)
+        def score(code: str, factor: str) -> float | None:
+            tr, te = codes[code]
+            if tr is None or te is None or factor not in train or factor not in test:
+                return None
+            if len(np.unique(train[factor])) < 2:
+                return None
+            return d_score(tr, train[factor], te, test[factor], max_fit_samples=max_fit_samples,
+                           seed=seed, standardize=std)  # fmt: skip
+
+        plan = [(CONTENT, "c", "z", "c")] + [
+            (f, "z", "c", "z" if f == TRANSFORM else f) for f in state_factors(train) if f in test
+        ]
+        for factor, own, other, tag in plan:
+            d_own, d_other = score(own, factor), score(other, factor)
+            if d_own is not None:
+                out[f"d_{tag}_{own}"] = d_own
+            if d_other is not None:
+                out[f"d_{tag}_{other}"] = d_other
+            if d_own is not None and d_other is not None:
+                out[f"sap_{tag}"] = abs(d_own - d_other)
+        return out
+
+    out: dict[str, Any] = scores(standardize)
+    if raw:
+        # The headline is already on raw codes when standardisation is off: no second fit.
+        out.update({f"{k}{_RAW_SUFFIX}": v for k, v in (scores(False) if standardize else dict(out)).items()})
     if codes["c"][1] is not None and CONTENT in test and len(np.unique(test[CONTENT])) >= 2:
         out["ari_c"] = gmm_ari(codes["c"][1], test[CONTENT], seed=seed)
     if CONTENT in train and TRANSFORM in train:
-        within = _within_content(train, test, max_fit_samples=max_fit_samples, seed=seed)
+        within = _within_content(train, test, max_fit_samples=max_fit_samples, seed=seed,
+                                 standardize=standardize)  # fmt: skip
         if within:
             out["within_content"] = within
     return out
@@ -133,6 +253,96 @@ def _within_content(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *
             scores["sap_z"] = abs(scores["d_z_z"] - scores["d_z_c"])
         out[str(int(cls))] = scores
     return out
+
+
+# --------------------------------------------------------------------------- S(z)
+
+
+def rotation_scores(z: np.ndarray, pose: np.ndarray, *, seed: int = 0, k: int = 10) -> dict[str, float]:
+    """``{"s_z": R^2(z | pose), "r2_pose_z": R^2(pose | z)}`` (see the module docstring).
+
+    ``z``: ``(N, d)`` codes of rotated samples; ``pose``: ``(N, p)`` their rotations as
+    features (:func:`pose_features`). A random half fits a k-nearest-neighbour regressor, the
+    other half scores it (variance-weighted R^2 over all outputs).
+    """
+    z = np.asarray(z, dtype=np.float64)
+    pose = np.asarray(pose, dtype=np.float64)
+    n = len(z)
+    if n < 2 * k:
+        raise ValueError(f"S(z) needs at least {2 * k} rotated samples, got {n}")
+    perm = np.random.default_rng(seed).permutation(n)
+    fit, score = perm[: n // 2], perm[n // 2 :]
+
+    def r2(x: np.ndarray, y: np.ndarray) -> float:
+        reg = KNeighborsRegressor(n_neighbors=k).fit(x[fit], y[fit])
+        return float(r2_score(y[score], reg.predict(x[score]), multioutput="variance_weighted"))
+
+    scaled = StandardScaler().fit(z[fit]).transform(z)
+    return {"s_z": r2(pose, z), "r2_pose_z": r2(scaled, pose)}
+
+
+def pose_features(rotation: np.ndarray) -> np.ndarray:
+    """Rotation matrices ``(N, k, k)`` as features: ``(cos, sin)`` in 2D, the 9 entries in 3D."""
+    rotation = np.asarray(rotation, dtype=np.float64)
+    if rotation.shape[-1] == 2:
+        return np.stack([rotation[:, 0, 0], rotation[:, 1, 0]], axis=1)
+    return rotation.reshape(len(rotation), -1)
+
+
+def rotation_probe(
+    model: Any,
+    data: Any,
+    *,
+    n: int,
+    max_angle: float = 180.0,
+    batch_size: int = 500,
+    device: Any = "cpu",
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """S(z) and R^2(pose|z) of ``model`` on up to ``n`` samples of ``data`` (a Dataset), each
+    rotated by a known random rotation (fixed by ``seed``) and encoded by ``model.embed_codes``
+    (the embedding input path).
+
+    2D: angles uniform in ``[-max_angle, max_angle]`` degrees, composed with the data's own
+    ``angle`` factor (degrees) where it has one; 3D: uniform on SO(3). None for a model
+    without a z code or too few samples.
+    """
+    import torch
+
+    from ..transforms.geometry import random_rotation_3d, rotation_matrix_2d, warp
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.permutation(len(data))[:n])
+    if len(rows) < 20:
+        return None
+    gen = torch.Generator().manual_seed(seed)
+    if data.spatial_dims == 2:
+        applied = torch.empty(len(rows), dtype=torch.float64).uniform_(-1.0, 1.0, generator=gen)
+        applied = applied * math.radians(max_angle)
+        rotation = rotation_matrix_2d(applied)
+        own = data.labels("angle")
+        total = applied + (0.0 if own is None else torch.from_numpy(np.radians(np.asarray(own, np.float64)[rows])))
+        pose = pose_features(rotation_matrix_2d(total).numpy())
+    else:
+        rotation = random_rotation_3d(len(rows), dtype=torch.float64, generator=gen)
+        pose = pose_features(rotation.numpy())
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    codes = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                x = torch.from_numpy(data.batch(rows[start : start + batch_size])).to(device)
+                r = rotation[start : start + batch_size].to(device=device, dtype=x.dtype)
+                with model.autocast():
+                    z = model.embed_codes(warp(x, r)).z_mu  # the input path of every reported code
+                if z is None:
+                    return None
+                codes.append(z.float().cpu().numpy())
+    finally:
+        model.train(was_training)
+    return rotation_scores(np.concatenate(codes), pose, seed=seed)
 
 
 # Below this many samples per class (in either split) a logistic-regression accuracy moves by

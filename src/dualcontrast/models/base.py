@@ -29,7 +29,7 @@ from torch import nn
 from ..config import Config, LossConfig
 from ..losses import vae_terms
 from ..registry import Registry
-from ..rundir import load_checkpoint
+from ..rundir import choose_checkpoint, load_checkpoint
 from .params import ModelParams
 
 if TYPE_CHECKING:
@@ -215,12 +215,19 @@ def build_model(cfg: Config, sample_shape: Sequence[int], output: str) -> Disent
 
 
 def load_trained_model(
-    run: RunDir, cfg: Config, device: torch.device
+    run: RunDir, cfg: Config, device: torch.device, checkpoint: str = "auto"
 ) -> tuple[DisentanglementModel, dict[str, Any]]:
-    """The model of a run's last checkpoint (finished or interrupted), in eval mode, and the checkpoint."""
-    ckpt = load_checkpoint(run.last_checkpoint, map_location=device)
+    """The model of a run's checkpoint (finished or interrupted), in eval mode, and the checkpoint.
+
+    ``checkpoint``: ``auto`` (best.pt where the run has one, else last.pt), ``best`` or ``last``.
+    The returned checkpoint dict says which in ``ckpt["chosen"]``
+    (see :func:`dualcontrast.training.checkpoint_label`).
+    """
+    path, kind = choose_checkpoint(run.last_checkpoint, run.best_checkpoint, checkpoint)
+    ckpt = load_checkpoint(path, map_location=device)
     meta = ckpt["meta"]
     model = build_model(cfg, tuple(meta["sample_shape"]), meta["output"]).to(device)
     model.load_state_dict(ckpt["model"])
     model.eval()
+    ckpt["chosen"] = kind
     return model, ckpt

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..evaluation.metrics import score_info
 from ..rundir import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -27,18 +28,6 @@ log = logging.getLogger(__name__)
 REPORT_NAME = "report.html"
 MAX_POINTS = 2000  # points per interactive projection: enough to see structure, light to render
 CODE_KEYS = ("c_mu", "c_logvar", "z_mu", "z_logvar", "ids")
-
-# What each score means, in words; "higher" / "lower" says which way is better.
-METRIC_TEXT = {
-    "d_c_c": "content code c predicts the content class (accuracy; higher is better)",
-    "d_c_z": "transformation code z predicts the content class (accuracy; lower is better: z should not know the content)",
-    "sap_c": "separation for content: |D(c|c) - D(c|z)| (higher is better)",
-    "d_z_z": "transformation code z predicts the transformation class (accuracy; higher is better)",
-    "d_z_c": "content code c predicts the transformation class (accuracy; lower is better: c should not know the transformation)",
-    "sap_z": "separation for transformation: |D(z|z) - D(z|c)| (higher is better)",
-    "ari_c": "agreement of a Gaussian-mixture clustering of c with the true content classes (adjusted Rand index: 1 perfect, 0 chance)",
-}
-CHANCE_FACTOR = {"d_c_c": "content", "d_c_z": "content", "d_z_z": "transform", "d_z_c": "transform"}
 
 _JS = """
 function dcSelection(divId, columns) {
@@ -121,17 +110,19 @@ def _metrics_section(metrics: dict[str, Any], chance: dict[str, float]) -> str:
     for key, value in scores.items():
         if isinstance(value, dict):
             continue
-        factor = CHANCE_FACTOR.get(key)
-        level = _fmt(chance[factor]) if factor in chance else ""
+        info = score_info(key)
+        level = _fmt(chance[info.factor]) if info is not None and info.factor in chance else ""
         rows.append(
             f'<tr><th>{_esc(key)}</th><td class="num" data-metric="{_esc(key)}">{_fmt(float(value))}</td>'
-            f'<td class="num">{level}</td><td>{_esc(METRIC_TEXT.get(key, ""))}</td></tr>'
+            f'<td class="num">{level}</td><td>{_esc(info.text() if info else "")}</td></tr>'
         )
     out = [
         "<h2>Metrics</h2>",
-        f'<p class="note">Scored on the test split (epoch {_esc(metrics.get("epoch", "?"))}); '
+        f'<p class="note">Scored on the test split with the {_esc(metrics.get("checkpoint") or "last")} '
+        f'checkpoint (epoch {_esc(metrics.get("epoch", "?"))}); '
         "D(x|y) is the accuracy of a logistic regression predicting factor x from code y, fit on train "
-        "codes. Chance: the accuracy of always guessing the most common class.</p>",
+        "codes (<code>*_raw</code>: on raw codes, as the reference evaluator). Chance: the accuracy of "
+        "always guessing the most common class.</p>",
         "<table><tr><th>score</th><th>value</th><th>chance</th><th>meaning</th></tr>",
         *rows,
         "</table>",
@@ -178,8 +169,8 @@ def _curves(rows: list[dict[str, str]], skip: tuple[str, ...], title: str, log_y
 
 
 def _samples(run: Path) -> dict[str, np.ndarray] | None:
-    """Codes and labels of every sample, train then test (the row order of ``analyze``), with the
-    clusters of ``analyze`` when they exist."""
+    """Codes and labels of every sample, train, validation, test (the row order of ``analyze``),
+    with the clusters of ``analyze`` when they exist."""
     analysis = run / "analysis"
     if (analysis / "codes.npz").exists() and (analysis / "clusters.npz").exists():
         codes = dict(np.load(analysis / "codes.npz"))
@@ -190,14 +181,14 @@ def _samples(run: Path) -> dict[str, np.ndarray] | None:
     if not (run / "embeddings.npz").exists():
         return None
     emb = np.load(run / "embeddings.npz")
-    out: dict[str, np.ndarray] = {}
-    for split in ("train", "test"):
-        keys = [k for k in emb.files if k.startswith(f"{split}_")]
-        for k in keys:
-            out.setdefault(k[len(split) + 1 :], []).append(emb[k])
-        n = len(emb[f"{split}_ids"]) if f"{split}_ids" in emb.files else 0
-        out.setdefault("split", []).append(np.full(n, split))
-    return {k: np.concatenate(v) for k, v in out.items() if len(v) == 2}
+    splits = [s for s in ("train", "val", "test") if f"{s}_ids" in emb.files]
+    out: dict[str, list[np.ndarray]] = {}
+    for split in splits:
+        for k in emb.files:
+            if k.startswith(f"{split}_"):
+                out.setdefault(k[len(split) + 1 :], []).append(emb[k])
+        out.setdefault("split", []).append(np.full(len(emb[f"{split}_ids"]), split))
+    return {k: np.concatenate(v) for k, v in out.items() if len(v) == len(splits)}
 
 
 def _projection(samples: dict[str, np.ndarray], code: str, method: str, seed: int, plots: _Plots) -> str:
@@ -354,8 +345,8 @@ def _chance(samples: dict[str, np.ndarray] | None) -> dict[str, float]:
         return {}
     test = samples["split"] == "test"
     out = {}
-    for factor in ("content", "transform"):
-        if factor in samples:
+    for factor in samples:
+        if factor not in CODE_KEYS and factor != "split" and samples[factor].dtype.kind in "biuUO":
             _, counts = np.unique(samples[factor][test], return_counts=True)
             if len(counts):
                 out[factor] = float(counts.max() / counts.sum())
@@ -395,7 +386,7 @@ def write_report(run_dir: str | Path, *, projection: str | None = None) -> Path:
     if rows:
         body.append(plots.html(_curves(rows, ("epoch", "seconds", "lr"), "loss terms per epoch (log.csv)", True), "loss"))
     if evals:
-        body.append(plots.html(_curves(evals, ("epoch",), "scores during training (eval_log.csv)", False), "scores"))
+        body.append(plots.html(_curves(evals, ("epoch",), "validation scores during training (eval_log.csv)", False), "scores"))
     grid = run / "figures" / "transfer_grid.png"
     if grid.exists():
         body.append(

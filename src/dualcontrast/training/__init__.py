@@ -8,20 +8,25 @@ from .trainer import (
     append_csv,
     apply_runtime,
     build_state,
+    checkpoint_label,
     infer_output,
 )
+from .validation import ValidationScore, validation_loss
 
 __all__ = [
     "BatchSource",
     "TrainState",
     "Trainer",
+    "ValidationScore",
     "append_csv",
     "apply_runtime",
     "build_state",
+    "checkpoint_label",
     "infer_output",
     "resolve_device",
     "rng_state",
     "run_device",
     "seed_everything",
     "set_rng_state",
+    "validation_loss",
 ]

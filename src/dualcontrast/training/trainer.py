@@ -19,11 +19,12 @@ from ..config import Config
 from ..data.base import DataSplits
 from ..errors import ConfigError, DivergenceError, RunDirError
 from ..models import DisentanglementModel, build_model
-from ..rundir import RunDir, atomic_save, load_checkpoint
+from ..rundir import RunDir, atomic_copy, atomic_save, load_checkpoint
 from . import distributed
 from .batches import BatchSource, batches_per_epoch
 from .runtime import rng_state, seed_everything, set_rng_state
-from .schedule import build_schedulers
+from .schedule import build_schedulers, resync
+from .validation import ValidationScore, describe_best
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class TrainState:
             o.load_state_dict(ckpt["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(ckpt["schedulers"][k])
+        resync(self.schedulers)
         self.epoch = int(ckpt["epoch"])
         ranks = ckpt.get("rng_ranks")
         if world_size == 1:
@@ -163,10 +165,20 @@ def apply_runtime(
     return fmt
 
 
+def checkpoint_label(kind: str, epoch: int, best: dict[str, Any] | None) -> str:
+    """What metrics.json records: ``"best (epoch 7, validation d_c_c 0.9123)"`` / ``"last (epoch 20)"``."""
+    if kind == "best" and best is not None:
+        return f"best ({describe_best(best)})"
+    return f"{kind} (epoch {epoch})"
+
+
 class Trainer:
     """Runs ``train.epochs`` epochs of ``model.training_step`` and keeps the run directory current.
 
-    ``on_epoch_end(state)`` callbacks run after each checkpoint (e.g. periodic evaluation).
+    ``on_epoch_end(state)`` callbacks run after each checkpoint.
+
+    ``validate(state)`` (optional, see :mod:`.validation`) runs before each checkpoint: its
+    scores go to eval_log.csv, and an epoch that beats the best so far is copied to best.pt.
 
     Distributed runs (``world_size > 1``, process group started by
     :func:`~dualcontrast.training.distributed.init_distributed`): every process trains its
@@ -190,6 +202,7 @@ class Trainer:
         world_size: int = 1,
         callbacks: list[Callable[[TrainState], None]] | None = None,
         channels_last: bool | None = None,
+        validate: Callable[[TrainState], ValidationScore | None] | None = None,
     ):
         if cfg.train.epochs < 1:
             raise ConfigError(f"train.epochs must be >= 1, got {cfg.train.epochs}")
@@ -200,6 +213,7 @@ class Trainer:
         self.rank = rank
         self.world_size = world_size
         self.callbacks = callbacks or []
+        self.validate = validate
         output = infer_output(cfg, splits)
         steps = batches_per_epoch(len(splits.train), cfg.train.batch_size, world_size)
         self.state = build_state(cfg, splits.sample_shape, output, device, steps)
@@ -251,7 +265,16 @@ class Trainer:
             # Rows written after the checkpoint (a crash between log and save) would repeat.
             for path in (self.run.log, self.run.eval_log):
                 trim_csv(path, self.state.epoch)
+            self._resume_best(ckpt)
             log.info("resumed %s at epoch %d", self.run.root, self.state.epoch)
+
+    def _resume_best(self, ckpt: dict[str, Any]) -> None:
+        """Go on comparing against the checkpoint's best; redo its best.pt if a crash came
+        between writing last.pt and copying it."""
+        best = ckpt.get("meta", {}).get("best")
+        self.state.meta["best"] = best
+        if best is not None and int(best["epoch"]) == self.state.epoch:
+            atomic_copy(self.run.last_checkpoint, self.run.best_checkpoint)
 
     def fit(self) -> TrainState:
         st = self.state
@@ -293,7 +316,10 @@ class Trainer:
                 rng_ranks = distributed.gather_objects(rng_state(), self.world_size)
             if self.is_main:
                 self._log(epoch + 1, seconds, lr, means)
+                improved = self._validate()
                 atomic_save(st.checkpoint(rng_ranks), self.run.last_checkpoint)
+                if improved:
+                    atomic_copy(self.run.last_checkpoint, self.run.best_checkpoint)
             loss = means.get("loss", float("nan"))
             epochs.set_postfix(loss=f"{loss:.4f}", sec=f"{seconds:.1f}")
             if self.is_main and not show:
@@ -302,6 +328,21 @@ class Trainer:
                 for cb in self.callbacks:
                     cb(st)
         return st
+
+    def _validate(self) -> bool:
+        """Score the epoch just done on validation (eval_log.csv); whether it is the best so far
+        (then ``meta["best"]`` records it, in the checkpoint written next)."""
+        st = self.state
+        result = self.validate(st) if self.validate is not None else None
+        if result is None:
+            return False
+        append_csv(self.run.eval_log, {"epoch": st.epoch, **{k: round(v, 4) for k, v in result.scores.items()}})
+        improved = result.beats(st.meta.get("best"))
+        if improved:
+            st.meta["best"] = result.record(st.epoch)
+        log.info("epoch %d: validation %s %.4f%s", st.epoch, result.metric, result.value,
+                 " (best so far: best.pt)" if improved else "")  # fmt: skip
+        return improved
 
     def _run_epoch(self, epoch: int, show: bool) -> dict[str, torch.Tensor]:
         """One pass over the batches; the summed loss terms, still on the device."""

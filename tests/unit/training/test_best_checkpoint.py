@@ -1,0 +1,152 @@
+"""checkpoints/best.pt through Trainer.fit: the best validated epoch is kept (higher or lower
+being better), resume goes on comparing against the checkpoint's record (and repairs a best.pt
+a crash left behind), validation never changes the training itself, never reads the test set,
+and the val-loss pass steps no optimizer."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from dualcontrast.config import build_config
+from dualcontrast.data import DataSplits, carve_validation
+from dualcontrast.evaluation.run import validation_scorer
+from dualcontrast.training import RunDir, Trainer, ValidationScore, load_checkpoint, validation_loss
+from dualcontrast.training.runtime import rng_state
+
+
+def tiny_cfg(epochs, **train):
+    return build_config({
+        "model": {"content_dim": 4, "transform_dim": 3},
+        "train": {"epochs": epochs, "batch_size": 20, "lr": 1e-3, "progress": False, "seed": 3, **train},
+        "eval": {"rotation_samples": 0},
+    })
+
+
+@pytest.fixture
+def splits(tiny_splits):
+    """80 training, 20 validation and 50 test images."""
+    small = DataSplits(train=tiny_splits.train.subset(np.arange(0, 400, 4)),
+                       test=tiny_splits.test.subset(np.arange(0, 200, 4)))  # fmt: skip
+    return carve_validation(small, 0.2, 0)
+
+
+def scripted(values, metric="d_c_c", higher=True):
+    """A validator returning ``values[epoch]``."""
+    return lambda st: ValidationScore({metric: values[st.epoch]}, metric, higher)
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def fit(cfg, run, splits, validate, resume=False):
+    trainer = Trainer(cfg, run, splits, torch.device("cpu"), validate=validate)
+    if resume:
+        trainer.resume()
+    return trainer.fit()
+
+
+@pytest.mark.parametrize("higher, values, best", [
+    (True, {1: 0.5, 2: 0.9, 3: 0.7}, 2),
+    (False, {1: 0.5, 2: 0.9, 3: 0.2}, 3),
+    (True, {1: 0.5, 2: 0.5, 3: 0.4}, 1),  # ties keep the earlier epoch
+])
+def test_best_checkpoint_is_the_best_validated_epoch(tmp_path, splits, higher, values, best):
+    run = RunDir.create(tmp_path / "r")
+    fit(tiny_cfg(3), run, splits, scripted(values, "val_loss" if not higher else "d_c_c", higher))
+    ckpt, last = load_checkpoint(run.best_checkpoint), load_checkpoint(run.last_checkpoint)
+    assert ckpt["epoch"] == best and last["epoch"] == 3
+    assert set(ckpt) == set(last)  # same format: best.pt resumes like last.pt
+    assert last["meta"]["best"] == {"epoch": best, "metric": "val_loss" if not higher else "d_c_c",
+                                    "value": values[best], "higher_is_better": higher}
+    assert [float(r["val_loss" if not higher else "d_c_c"]) for r in rows(run.eval_log)] == list(values.values())
+
+
+@pytest.mark.parametrize("later, best", [(0.8, 2), (0.95, 4)])
+def test_resume_keeps_comparing_against_the_checkpoints_best(tmp_path, splits, later, best):
+    values = {1: 0.5, 2: 0.9, 3: 0.7, 4: later}
+    run = RunDir.create(tmp_path / "r")
+    fit(tiny_cfg(3), run, splits, scripted(values))
+    fit(tiny_cfg(4), run, splits, scripted(values), resume=True)
+    assert load_checkpoint(run.best_checkpoint)["epoch"] == best
+    assert load_checkpoint(run.last_checkpoint)["meta"]["best"]["epoch"] == best
+    assert [int(r["epoch"]) for r in rows(run.eval_log)] == [1, 2, 3, 4]
+
+
+def test_resume_redoes_a_best_checkpoint_a_crash_left_out(tmp_path, splits):
+    run = RunDir.create(tmp_path / "r")
+    fit(tiny_cfg(2), run, splits, scripted({1: 0.1, 2: 0.9, 3: 0.2}))
+    run.best_checkpoint.unlink()  # the crash came between writing last.pt and copying it
+    fit(tiny_cfg(3), run, splits, scripted({1: 0.1, 2: 0.9, 3: 0.2}), resume=True)
+    assert load_checkpoint(run.best_checkpoint)["epoch"] == 2
+
+
+def test_validation_changes_nothing_the_training_does(tmp_path, splits):
+    plain, validated = RunDir.create(tmp_path / "a"), RunDir.create(tmp_path / "b")
+    cfg = tiny_cfg(2)
+    a = fit(cfg, plain, splits, None)
+    b = fit(cfg, validated, splits, validation_scorer(cfg, splits, torch.device("cpu")))
+    assert validated.best_checkpoint.exists() and not plain.best_checkpoint.exists()
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k]), k
+    assert torch.equal(load_checkpoint(plain.last_checkpoint)["rng"]["torch"],
+                       load_checkpoint(validated.last_checkpoint)["rng"]["torch"])
+
+
+class _Untouchable:
+    """A test set whose samples cannot be read: choosing anything from it fails loudly."""
+
+    def __init__(self, shape):
+        self.shape, self.dtype = shape, np.dtype(np.float32)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        raise AssertionError("the test set was read while training")
+
+
+def test_validation_never_reads_the_test_set(tmp_path, splits):
+    from dualcontrast.data import Dataset
+
+    test = Dataset(x=_Untouchable((len(splits.test), *splits.sample_shape)), factors=dict(splits.test.factors))
+    hidden = DataSplits(train=splits.train, test=test, val=splits.val)
+    cfg = tiny_cfg(2, eval_every=1)
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, hidden, validation_scorer(cfg, hidden, torch.device("cpu")))
+    log = rows(run.eval_log)
+    assert len(log) == 2 and {"d_c_c", "d_c_z", "d_z_z", "ari_c"} <= set(log[0])  # all scores, on val
+
+
+def test_unlabelled_data_are_validated_by_their_loss(tmp_path, splits):
+    blind = DataSplits(*(s.subset(np.arange(len(s))) for s in (splits.train, splits.test)), val=splits.val)
+    for data in (blind.train, blind.test, blind.val):
+        data.factors.clear()
+    cfg = tiny_cfg(3)
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, blind, validation_scorer(cfg, blind, torch.device("cpu")))
+    losses = [float(r["val_loss"]) for r in rows(run.eval_log)]
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
+    assert best["metric"] == "val_loss" and not best["higher_is_better"]
+    assert best["epoch"] == 1 + int(np.argmin(losses))
+
+
+def test_validation_loss_steps_no_optimizer(tmp_path, splits):
+    run = RunDir.create(tmp_path / "r")
+    state = fit(tiny_cfg(1), run, splits, None)
+    before = {k: v.clone() for k, v in state.model.state_dict().items()}
+    adam = {k: o.state_dict()["state"][0]["exp_avg"].clone() for k, o in state.optimizers.items()}
+    rng = rng_state()["torch"]
+    terms = validation_loss(state.model, state.optimizers, splits.val, batch_size=20, device=torch.device("cpu"))
+    again = validation_loss(state.model, state.optimizers, splits.val, batch_size=20, device=torch.device("cpu"))
+    assert terms["loss"] > 0 and terms == again  # fixed seed: the same transformations every time
+    for k, v in state.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for k, o in state.optimizers.items():
+        assert torch.equal(o.state_dict()["state"][0]["exp_avg"], adam[k])
+    assert all(p.grad is None for p in state.model.parameters())
+    assert torch.equal(rng_state()["torch"], rng)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dualcontrast.cli.main import main
-from dualcontrast.training import load_checkpoint
+from dualcontrast.rundir import load_checkpoint
 
 TINY = ["--set", "data.params.n_train_per_cell=4", "--set", "data.params.n_test_per_cell=2",
         "--set", "eval.projection=none", "--set", "eval.figures=false", "--set", "eval.rotation_samples=0",

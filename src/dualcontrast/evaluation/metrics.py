@@ -309,7 +309,8 @@ def rotation_probe(
     """
     import torch
 
-    from ..transforms.geometry import random_rotation_3d, rotation_matrix_2d, warp
+    from ..geometry import random_rotation_3d, rotation_matrix_2d
+    from ..transforms.geometry import warp
 
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.permutation(len(data))[:n])

@@ -32,7 +32,7 @@ def test_perfect_useless_duplicated_and_partial_codes():
 
 
 def test_pose_features():
-    from dualcontrast.transforms.geometry import random_rotation_3d, rotation_matrix_2d
+    from dualcontrast.geometry import random_rotation_3d, rotation_matrix_2d
 
     angle = torch.tensor([0.0, np.pi / 2])
     assert np.allclose(pose_features(rotation_matrix_2d(angle).numpy()), [[1, 0], [0, 1]], atol=1e-7)

@@ -12,7 +12,8 @@ import torch
 from dualcontrast.config import build_config
 from dualcontrast.data import DataSplits, carve_validation
 from dualcontrast.evaluation.run import validation_scorer
-from dualcontrast.training import RunDir, Trainer, ValidationScore, load_checkpoint, validation_loss
+from dualcontrast.rundir import RunDir, load_checkpoint
+from dualcontrast.training import Trainer, ValidationScore, validation_loss
 from dualcontrast.training.runtime import rng_state
 
 

@@ -273,7 +273,7 @@ class DualContrast(DisentanglementModel):
           discard the result), then one encoder pass over both;
         - one backward pass yields both gradients, at the same weights, before either
           optimizer steps. The reference builds the z-positive pair after the main step;
-          that is the only difference (tests/unit/test_fused_step.py proves the gradients
+          that is the only difference (tests/unit/models/test_dualcontrast_fused_step.py proves the gradients
           equal otherwise).
         """
         d = draws if draws is not None else self.draw(x)

@@ -1,10 +1,118 @@
-"""DualContrast (and its ablations) as the trainer uses it: code shapes, one step training every
-parameter, a few epochs through the Trainer, and the ablations' zeroed loss weights."""
+"""DualContrast model: shapes, gradients, ablations, a few steps lowering the loss, and the model as
+the trainer uses it (code shapes, one step training every parameter, epochs through the Trainer)."""
 
 import pytest
+import torch
 
+from dualcontrast.config import build_config
 from dualcontrast.errors import ConfigError
-from dualcontrast.models.dualcontrast import ABLATIONS
+from dualcontrast.models import ABLATIONS, DualContrast, build_model
+
+
+def model_for(shape, **layers):
+    cfg = build_config({"model": {"content_dim": 4, "transform_dim": 3}, **layers})
+    return build_model(cfg, shape, "sigmoid" if len(shape) == 3 else "linear")
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64), (1, 32, 32, 32), (1, 16, 16, 16)])
+@pytest.mark.parametrize("decoder", ["mlp", "conv"])
+def test_encode_decode_shapes(shape, decoder):
+    if decoder == "mlp" and shape == (1, 32, 32, 32):
+        pytest.skip("the 170M-weight reference 3D decoder is covered by the 16^3 case")
+    m = model_for(shape, model={"content_dim": 4, "transform_dim": 3, "decoder": decoder})
+    x = torch.rand(2, *shape)
+    codes = m.encode(x)
+    assert codes.c_mu.shape == codes.c_logvar.shape == (2, 4)
+    assert codes.z_mu.shape == codes.z_logvar.shape == (2, 3)
+    assert m.decode(codes.c_mu, codes.z_mu).shape == x.shape
+
+
+def test_mnist_reference_architecture_sizes():
+    m = model_for((1, 28, 28), model={"content_dim": 10, "transform_dim": 10})
+    assert m.encoder.heads.linear.in_features == 256  # 64 channels x 2 x 2, as in the reference
+    dec = m.decoder
+    assert dec.z_in is not dec.c_in  # the reference's shared first layer is a bug; two layers here
+    widths = [layer.out_features for layer in dec.body if isinstance(layer, torch.nn.Linear)]
+    assert widths == [512, 512, 512, 784]
+
+
+@pytest.mark.parametrize("step", ["fused", "reference"])
+def test_every_parameter_gets_a_gradient_and_both_optimizers_step(step):
+    torch.manual_seed(0)
+    m = model_for((1, 16, 16), train={"step": step})
+    opt = m.configure_optimizers(1e-3)
+    before = {k: v.clone() for k, v in m.named_parameters()}
+    terms = m.training_step(torch.rand(8, 1, 16, 16), opt)
+    assert set(terms) == {"rec", "kl_c", "kl_z", "c_pos", "c_neg", "z_neg", "z_pos", "loss"}
+    assert all(t.dim() == 0 and not t.requires_grad for t in terms.values())
+    changed = {k for k, v in m.named_parameters() if not torch.equal(v, before[k])}
+    assert changed == set(before)
+    # The encoder-only optimizer holds Adam state: it stepped.
+    assert all(len(opt["encoder"].state[p]) > 0 for p in m.encoder.parameters())
+
+
+@pytest.mark.parametrize("step", ["fused", "reference"])
+def test_a_few_steps_lower_the_loss(step, tiny_splits):
+    torch.manual_seed(0)
+    m = model_for((1, 28, 28), train={"step": step})
+    opt = m.configure_optimizers(1e-3)
+    x = torch.from_numpy(tiny_splits.train.batch(torch.arange(64).numpy()))
+    losses = [float(m.training_step(x, opt)["loss"]) for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("name,absent", [
+    ("vae2", {"c_pos", "c_neg", "z_pos", "z_neg"}),
+    ("dualcontrast-no-con-c", {"c_pos", "c_neg"}),
+    ("dualcontrast-no-con-z", {"z_pos", "z_neg"}),
+    ("dualcontrast-pos-only", {"c_neg", "z_neg"}),
+    ("dualcontrast-neg-only", {"c_pos", "z_pos"}),
+])
+def test_ablations_drop_their_terms(name, absent):
+    assert set(ABLATIONS[name]) == {f"w_{t}" for t in absent}
+    m = model_for((1, 16, 16), model={"name": name, "content_dim": 4, "transform_dim": 3})
+    terms = m.training_step(torch.rand(8, 1, 16, 16), m.configure_optimizers(1e-3))
+    assert not absent & set(terms)
+    assert {"rec", "kl_c", "kl_z", "loss"} <= set(terms)
+
+
+def test_vae2_leaves_the_encoder_optimizer_idle():
+    m = model_for((1, 16, 16), model={"name": "vae2", "content_dim": 4, "transform_dim": 3})
+    opt = m.configure_optimizers(1e-3)
+    m.training_step(torch.rand(8, 1, 16, 16), opt)
+    assert not opt["encoder"].state
+
+
+def test_per_dim_cosine_scale_divides_by_the_code_size():
+    m = model_for((1, 16, 16), loss={"cosine_scale": "per_dim"})
+    assert m._cos_weight("w_c_pos") == pytest.approx(1 / 4)
+    assert m._cos_weight("w_z_neg") == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("layer,message", [
+    ({"loss": {"kl": "wrong"}}, "loss.kl"),
+    ({"loss": {"cosine_scale": "sum"}}, "loss.cosine_scale"),
+    ({"loss": {"contrastive_warmup": -1}}, "loss.contrastive_warmup"),
+    ({"train": {"step": "fast"}}, "train.step"),
+    ({"model": {"arch": "resnet"}}, "model.arch"),
+    ({"model": {"decoder": "transformer"}}, "model.decoder"),
+    ({"model": {"name": "nope"}}, "unknown model 'nope'"),
+    ({"transform": {"name": "warp9"}}, "unknown transform 'warp9'"),
+    ({"transform": {"name": "rotation", "max_angel": 3}}, "bad parameters for transform 'rotation'"),
+])
+def test_bad_settings_are_clear_errors(layer, message):
+    with pytest.raises(ConfigError, match=message):
+        model_for((1, 16, 16), **layer)
+
+
+def test_dualcontrast_class_is_registered_for_every_ablation():
+    from dualcontrast.models import MODELS
+
+    for name in ABLATIONS:
+        assert MODELS.get(name) is DualContrast
+
+
+# --------------------------------------------------------------------------- through the trainer
 
 
 def test_codes_have_their_sizes(checks, batch):

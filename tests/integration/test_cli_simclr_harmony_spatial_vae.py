@@ -30,7 +30,7 @@ def test_cli_train_writes_metrics(name, tmp_path):
         "data.params.n_train_per_cell=20",
         "data.params.n_test_per_cell=10",
         "eval.projection=pca",
-        "eval.figures=false",  # matplotlib dominates the run time; test_baselines_a.py tests the grid
+        "eval.figures=false",  # matplotlib dominates the run time; unit/models/ tests the grid
         "train.progress=false",
     ):
         args += ["--set", s]

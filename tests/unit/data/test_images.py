@@ -22,7 +22,7 @@ from dualcontrast.data.images import (
 from dualcontrast.data.loading import load_path
 from dualcontrast.errors import DataError
 
-MNIST_NPZ = Path(__file__).parents[2] / ".." / "shared" / "datasets" / "mnist.npz"
+MNIST_NPZ = Path(__file__).parents[3] / ".." / "shared" / "datasets" / "mnist.npz"
 
 
 def _uint8_stack(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

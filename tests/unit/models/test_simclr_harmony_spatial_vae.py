@@ -445,7 +445,7 @@ def test_spatial_vae_elbo_terms():
 
 
 # ------------------------------------------------------------------------------------------------
-# Figures (the CLI runs are in test_baselines_a_cli.py)
+# Figures (the CLI runs are in tests/integration/test_cli_simclr_harmony_spatial_vae.py)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["simclr-gen", "harmony", "spatial-vae"])
 def test_transfer_grid_decodes_content_with_other_poses(name, tmp_path):

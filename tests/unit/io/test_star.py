@@ -19,7 +19,7 @@ from dualcontrast.errors import DataError
 from dualcontrast.io import mrc as io_mrc
 from dualcontrast.io import star as io_star
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+DATA = Path(__file__).resolve().parents[2] / "data"
 
 
 def _write_images(root: Path, names, voxel: float, box: int = 16) -> np.ndarray:

@@ -93,3 +93,14 @@ def build_schedulers(
         factor = onecycle_factor(total, max(1, round(rise_epochs * steps)))
     schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in optimizers.items()}
     return schedulers, "batch"
+
+
+def resync(schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler]) -> None:
+    """After loading a checkpoint: set the lr of per-batch schedules from their closed form at the
+    restored batch counter. Unchanged settings give the very lr the checkpoint holds; a resume
+    that changes ``train.epochs`` then starts on the re-stretched curve from its first batch."""
+    for s in schedulers.values():
+        if isinstance(s, torch.optim.lr_scheduler.LambdaLR):
+            lrs = [base * f(s.last_epoch) for base, f in zip(s.base_lrs, s.lr_lambdas, strict=True)]
+            for group, lr in zip(s.optimizer.param_groups, lrs, strict=True):
+                group["lr"] = lr

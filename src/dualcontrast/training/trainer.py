@@ -24,7 +24,7 @@ from .batches import BatchSource, batches_per_epoch
 from .checkpoint import atomic_copy, atomic_save, choose_checkpoint, load_checkpoint
 from .rundir import RunDir
 from .runtime import rng_state, seed_everything, set_rng_state
-from .schedule import build_schedulers
+from .schedule import build_schedulers, resync
 from .validation import ValidationScore, describe_best
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class TrainState:
             o.load_state_dict(ckpt["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(ckpt["schedulers"][k])
+        resync(self.schedulers)
         self.epoch = int(ckpt["epoch"])
         ranks = ckpt.get("rng_ranks")
         if world_size == 1:

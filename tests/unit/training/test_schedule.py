@@ -152,3 +152,16 @@ def test_resume_mid_schedule_continues_the_same_lr_sequence(tmp_path, tiny_split
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["schedulers"]["main"]["last_epoch"] == b["schedulers"]["main"]["last_epoch"]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_extending_a_run_continues_on_the_restretched_curve(tmp_path, tiny_splits, schedule):
+    run = RunDir.create(tmp_path / "r")
+    Trainer(cfg_for(2, schedule, warmup_epochs=0.5), run, tiny_splits, torch.device("cpu")).fit()
+    longer = Trainer(cfg_for(3, schedule, warmup_epochs=0.5), run, tiny_splits, torch.device("cpu"))
+    longer.resume()
+    seen = record_lrs(longer)
+    longer.fit()
+    steps = len(longer.batches)
+    expected = lr_curve(schedule, 3, steps, warmup_epochs=0.5)[2 * steps :]
+    assert [lrs[0] for lrs in seen] == pytest.approx(expected)  # from the first resumed batch on

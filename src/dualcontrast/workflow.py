@@ -411,15 +411,18 @@ def analyze_run(
     from .analysis.pipeline import AnalyzeOptions, run_truth_and_ctf
     from .analysis.pipeline import analyze_run as write_analysis
     from .models import load_trained_model
-    from .training import run_device
+    from .training import checkpoint_label, run_device
 
     run, cfg = open_run(path)
     dev = run_device(cfg, device)
     splits = load_splits(cfg)
-    model, _ = load_trained_model(run, cfg, dev, checkpoint)
+    model, ckpt = load_trained_model(run, cfg, dev, checkpoint)
+    label = checkpoint_label(ckpt["chosen"], int(ckpt["epoch"]), ckpt["meta"].get("best"))
     truth, ctf, voxel_size = run_truth_and_ctf(cfg)
     opts = AnalyzeOptions(**{**options, "device": str(dev)})
-    return write_analysis(run, cfg, model, splits, opts, truth=truth, ctf=ctf, voxel_size=voxel_size)
+    return write_analysis(
+        run, cfg, model, splits, opts, truth=truth, ctf=ctf, voxel_size=voxel_size, checkpoint=label
+    )
 
 
 # --------------------------------------------------------------------------- the summary

@@ -58,7 +58,8 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path):
         ["-m", "dualcontrast.cli.main", "train", *CLI_SETTINGS, "--epochs", "2", "-o", str(run)], tmp_path
     )
     assert log_epochs(run) == ["1", "2"]  # rank 0 alone logs
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.pt"]
+    # Rank 0 alone writes checkpoints: last.pt and the best validation epoch's best.pt.
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert ckpt["epoch"] == 2 and len(ckpt["rng_ranks"]) == 2
     assert not torch.equal(ckpt["rng_ranks"][0]["torch"], ckpt["rng_ranks"][1]["torch"])

@@ -78,7 +78,9 @@ def analyze_run(
     truth: TruthMaps | None = None,
     ctf: Any = None,
     voxel_size: float | None = None,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
+    """``checkpoint``: which checkpoint ``model`` is (e.g. ``"best (epoch 7, ...)"``), for analysis.json."""
     out = run.root / "analysis"
     figs = out / "figures"
     figs.mkdir(parents=True, exist_ok=True)
@@ -86,6 +88,8 @@ def analyze_run(
     codes = embed(model, data, batch_size=cfg.eval.batch_size, device=opts.device, desc="embed all")
     np.savez(out / "codes.npz", **codes)
     doc: dict[str, Any] = {"n_samples": len(data), "source": data.source}
+    if checkpoint is not None:
+        doc["checkpoint"] = checkpoint
 
     content = gmm_cluster(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed)
     doc["content_clusters"] = {

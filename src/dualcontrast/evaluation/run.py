@@ -162,9 +162,9 @@ def evaluate_run(
     return doc
 
 
-# Training codes the per-epoch selection score (validation D(c|c)) is fit on: on the first run's
-# data (9000 training images) all of them cost ~4.5 s an epoch (of ~10 s) on the 2-core CPU,
-# 2000 ~1 s, enough to rank epochs.
+# Training codes the per-epoch selection score (validation D(c|c)) is fit on. Measured on the first
+# run's data (9000 training images, 2-core CPU): all of them cost ~4.5 s an epoch (epochs take
+# ~10 s), 2000 about a quarter of that; enough codes to rank epochs.
 SELECTION_FIT_SAMPLES = 2000
 
 
@@ -184,6 +184,7 @@ def validation_scorer(
     val = splits.val
     if val is None:
         return None
+
     def fit_subset(cap: int | None) -> Dataset:
         rows = subsample(len(splits.train), cap, cfg.eval.seed)
         return splits.train.subset(rows) if len(rows) < len(splits.train) else splits.train

@@ -2,8 +2,8 @@
 
 Under the paper's pairing the 3D reference encoder meets the z-negative term with a "was
 resampled" feature and every content code points the same way (c_neg, the mean |cos| between
-two particles' c, stays near 1). With the default views it must fall below 0.9 within a few
-hundred steps on tiny phantoms.
+two particles' c, stays near 1 at SNR 0.1: benchmarks/results/subtomo_views.md). With the
+default views it must fall below 0.9 within 150 steps on tiny phantoms.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def _c_neg_after_training(pairing: str, steps: int) -> float:
     opt = model.configure_optimizers(1e-3)
     terms = {}
     for _ in range(steps):
-        idx = torch.randint(len(x_all), (32,))
+        idx = torch.randint(len(x_all), (16,))
         terms = model.training_step(x_all[idx], opt)
     return float(terms["c_neg"])
 
 
 def test_content_codes_spread_apart_on_symmetric_views():
-    assert _c_neg_after_training("symmetric", 200) < 0.9
+    assert _c_neg_after_training("symmetric", 150) < 0.9

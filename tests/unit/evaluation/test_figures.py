@@ -37,6 +37,9 @@ class StubModel(torch.nn.Module):
         super().__init__()
         self.shape = shape
 
+    def prepare(self, x):
+        return x
+
     def encode(self, x):
         flat = x.flatten(1)
         return SimpleNamespace(c_mu=flat[:, :3], z_mu=flat[:, 3:6])

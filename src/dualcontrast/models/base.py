@@ -120,15 +120,23 @@ class DisentanglementModel(nn.Module, ABC):
     ) -> dict[str, torch.Tensor]:
         """One update on batch ``x``; returns detached scalar loss terms (``"loss"`` is the total).
 
-        Default: :meth:`step_terms` under autocast, then one step of optimizer ``"main"`` on ``"loss"``.
+        Default: the inputs of :meth:`step_inputs` (without gradients), :meth:`step_terms` of them
+        under autocast, then one step of optimizer ``"main"`` on ``"loss"``.
         """
+        with torch.no_grad():
+            inputs = self.step_inputs(x)
         with self.autocast():
-            terms = self.step_terms(x)
+            terms = self.step_terms(*inputs)
         self.minimize(optimizers["main"], terms["loss"])
         return {k: v.detach() for k, v in terms.items()}
 
-    def step_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The named loss terms of batch ``x`` with the total as ``"loss"`` (for the default
+    def step_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What :meth:`step_terms` takes, made from batch ``x`` without gradients (e.g. a method's
+        pair views); ``(x,)`` by default."""
+        return (x,)
+
+    def step_terms(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The named loss terms of :meth:`step_inputs` with the total as ``"loss"`` (for the default
         :meth:`training_step`; a method with its own training step need not implement it)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither step_terms nor training_step")
 

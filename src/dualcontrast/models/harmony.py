@@ -276,20 +276,13 @@ class Harmony(DisentanglementModel):
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
 
-    def training_step(
-        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            xa, xp = self.views.pair(
-                x, lambda v: self.transform(v, self.random_parameters(v.shape[0], v)).to(v.dtype)
-            )
-        with self.autocast():
-            terms = self.siamese_terms(xa, xp)
-        opt = optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        self.optimizer_step(opt)
-        return {k: v.detach() for k, v in terms.items()}
+    def step_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.views.pair(
+            x, lambda v: self.transform(v, self.random_parameters(v.shape[0], v)).to(v.dtype)
+        )
+
+    def step_terms(self, xa: torch.Tensor, xp: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.siamese_terms(xa, xp)
 
     def siamese_terms(self, x: torch.Tensor, xp: torch.Tensor) -> dict[str, torch.Tensor]:
         """Both branches on ``x`` and its transformed copy ``xp``; the loss terms of the batch."""

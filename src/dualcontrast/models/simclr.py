@@ -141,19 +141,13 @@ class SimCLR(DisentanglementModel):
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
         return {"main": torch.optim.Adam(self.parameters(), lr=lr)}
 
-    def training_step(
-        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
-            xa, xt = self.views.pair(x, self.transform)
-        with self.autocast():
-            loss, terms = self.loss_terms(xa, xt)
-        opt = optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_step(opt)
+    def step_inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.views.pair(x, self.transform)
+
+    def step_terms(self, xa: torch.Tensor, xt: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, terms = self.loss_terms(xa, xt)
         terms["loss"] = loss
-        return {k: v.detach() for k, v in terms.items()}
+        return terms
 
     # -- loss -----------------------------------------------------------------------------------
     def loss_terms(self, x: torch.Tensor, xt: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -312,18 +312,10 @@ class VITAE(DisentanglementModel):
         # Per-pixel scale: MSE_mean + KL / pixels is the per-sample ELBO divided by the pixel count.
         return vae_terms(x, x_rec, c_mu, c_logvar, z_mu, z_logvar, per_pixel=True)
 
-    def training_step(
-        self, x: torch.Tensor, optimizers: dict[str, torch.optim.Optimizer]
-    ) -> dict[str, torch.Tensor]:
-        with self.autocast():
-            terms = self.elbo_terms(x)
-        loss = terms["rec"] + self.beta_c * terms["kl_c"] + self.beta_z * terms["kl_z"]
-        opt = optimizers["main"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer_step(opt)
-        terms["loss"] = loss
-        return {k: v.detach() for k, v in terms.items()}
+    def step_terms(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = self.elbo_terms(x)
+        terms["loss"] = terms["rec"] + self.beta_c * terms["kl_c"] + self.beta_z * terms["kl_z"]
+        return terms
 
 
 MODELS.register("vitae")(VITAE)

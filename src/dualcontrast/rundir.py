@@ -27,11 +27,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
-
-import torch
+from typing import IO, TYPE_CHECKING, Any
 
 from .errors import RunDirError
+
+if TYPE_CHECKING:
+    import torch
 
 _OUTPUTS = (
     "config.yaml",
@@ -196,6 +197,8 @@ def atomic_write_json(path: str | Path, doc: Any) -> Path:
 
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` through :func:`atomic_write`."""
+    import torch  # here: config.py writes through this module and needs no torch
+
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
@@ -223,6 +226,8 @@ def choose_checkpoint(last: Path, best: Path, which: str = "auto") -> tuple[Path
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    import torch
+
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"{path}: no checkpoint (was the run started?)")

@@ -89,10 +89,19 @@ class TrainState:
                 )
 
 
-def build_state(cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device) -> TrainState:
-    """Model, optimizers and StepLR schedulers, seeded by ``train.seed``."""
+def build_state(
+    cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device, train_data=None
+) -> TrainState:
+    """Model, optimizers and StepLR schedulers, seeded by ``train.seed``.
+
+    An auto-decoding method (``model.wants_indices``, e.g. Hydra) sizes its per-sample tables
+    from ``train_data`` (:meth:`bind_data`) before its optimizers are made.
+    """
     seed_everything(cfg.train.seed)
-    model = build_model(cfg, sample_shape, output).to(device)
+    model = build_model(cfg, sample_shape, output)
+    if getattr(model, "wants_indices", False):
+        model.bind_data(train_data)
+    model = model.to(device)
     optimizers = model.configure_optimizers(cfg.train.lr)
     schedulers = {
         k: torch.optim.lr_scheduler.StepLR(o, step_size=cfg.train.lr_step, gamma=cfg.train.lr_gamma)
@@ -210,7 +219,7 @@ class Trainer:
         self.world_size = world_size
         self.callbacks = callbacks or []
         output = infer_output(cfg, splits)
-        self.state = build_state(cfg, splits.sample_shape, output, device)
+        self.state = build_state(cfg, splits.sample_shape, output, device, splits.train)
         if channels_last is None:
             # NDHWC convolutions measured 1.1-1.3x faster per 3D step on a CPU; NHWC slower in 2D.
             channels_last = splits.train.spatial_dims == 3
@@ -236,6 +245,7 @@ class Trainer:
             world_size=world_size,
             seed=cfg.train.seed,
             memory_format=memory_format,
+            with_indices=getattr(self.state.model, "wants_indices", False),
         )
 
     @property

@@ -18,18 +18,22 @@ volumes, each a neural field in Fourier space conditioned on the particle's conf
 - **likelihood**: Gaussian, ``L_ik = sum_k w_k |y_i(k) - Y_ik(k)|^2 / sum_k w_k`` (``w = 2`` on
   the half-plane columns standing for two frequencies, Parseval), the noise variance one for
   all pixels; images are divided by the training set's standard deviation first.
-- **per-particle tables** (auto-decoding, sparse Adam at ``table_lr``): conformation codes
+- **per-particle tables** (auto-decoding, sparse Adam at ``table_lr`` / ``class_lr``): conformation codes
   ``z_i`` (``conf_dim``), class logits ``a_i`` (``K``), and a pose per particle and class
   (6D rotation, 2D shift). The loss of a batch is the expected error under the class
   probabilities, ``mean_i sum_k softmax(a_i)_k L_ik``: each field learns from the particles in
   proportion to their probability of being its class, and the logits move to the class that
-  explains the particle best.
+  explains the particle best. The logits start random (N(0, 1): the symmetry between the fields
+  is broken as random subsets start a 3D classification); in pose-search epochs each batch also
+  applies Bayes' rule at the poses found, ``a_i <- log softmax(a_i) - n L_ik / 2 sigma^2`` (``n``
+  independent Fourier values, ``sigma^2`` the running mean residual), so the assignment follows
+  the likelihood as fast as the poses do.
 - **poses**: for the first ``pose_search_epochs`` epochs, every batch runs a hierarchical
   search per class (:mod:`.hydra_poses`): all rotations of a near-uniform SO(3) grid and all
   shifts of a ``+-max_shift`` grid at frequencies up to ``search_radius``, rendered with the
   batch's mean code; then ``refine_levels`` local levels around the best ``refine_top``
-  candidates with each particle's own code, the frequency limit growing to ``max_radius`` and
-  the rotation and shift steps halving. The poses found are stored in the table (not trained
+  candidates with each particle's own code, the frequency limit growing to ``refine_radius``
+  and the rotation and shift steps halving. The poses found are stored in the table (not trained
   by gradient then); afterwards the table is refined by gradient descent with everything else.
 
 Codes (the model contract): ``c`` = class probabilities ``(K,)``, ``z`` = conformation code.
@@ -80,10 +84,13 @@ class HydraParams:
     refine_levels: int = 4  # local refinement levels after the grid
     refine_top: int = 4  # candidates kept per level
     search_radius: float = 0.125  # cycles/pixel used on the grid level
-    max_radius: float = 0.5  # cycles/pixel reached by the last refinement level and in training
+    refine_radius: float = 0.3  # cycles/pixel reached by the last refinement level
+    max_radius: float = 0.5  # cycles/pixel used in training (the likelihood)
     max_shift: float = 2.0  # pixels searched each way
     shift_step: float = 1.0  # pixels between shifts of the grid level
-    table_lr: float = 0.01  # sparse Adam learning rate of the per-particle tables
+    table_lr: float = 0.1  # sparse Adam learning rate of the codes and poses (one step per epoch each)
+    class_lr: float = 0.3  # sparse Adam learning rate of the class logits
+    class_warmup: int = 1  # first epochs with the class probabilities held at their random start
     infer_steps: int = 10  # code-fitting steps for unseen particles
 
     @classmethod
@@ -100,10 +107,10 @@ class HydraParams:
             else:
                 values[f.name] = float(v)
         p = cls(**values)
-        if not p.search_radius <= p.max_radius <= 0.5:
+        if not p.search_radius <= p.refine_radius <= p.max_radius <= 0.5:
             raise ConfigError(
-                f"model.params for {method}: need search_radius <= max_radius <= 0.5 (cycles/pixel), "
-                f"got {p.search_radius} and {p.max_radius}"
+                f"model.params for {method}: need search_radius <= refine_radius <= max_radius <= 0.5 "
+                f"(cycles/pixel), got {p.search_radius}, {p.refine_radius} and {p.max_radius}"
             )
         return p
 
@@ -246,7 +253,7 @@ class Hydra(DisentanglementModel):
         self.register_buffer("so3", so3_grid(p.directions), persistent=False)
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("scale", torch.ones(()))
-        self.register_buffer("noise_var", torch.ones(()))
+        self.register_buffer("noise_var", -torch.ones(()))  # running mean residual; < 0: not yet known
         self._make_tables(1)
 
     @classmethod
@@ -265,8 +272,9 @@ class Hydra(DisentanglementModel):
         self.shift = nn.Embedding(n * k, 2, sparse=True)
         with torch.no_grad():
             self.conf.weight.normal_(0.0, 0.1, generator=gen)
-            # Small random logits break the symmetry between the K fields.
-            self.logits.weight.normal_(0.0, 0.01, generator=gen)
+            # Random class probabilities break the symmetry between the K fields (as random
+            # subsets start a 3D classification).
+            self.logits.weight.normal_(0.0, 1.0, generator=gen)
             self.rot.weight.copy_(matrix_to_6d(torch.eye(3)).expand(n * k, 6))
             self.shift.weight.zero_()
         self.register_buffer("train_ids", torch.zeros(n, dtype=torch.long))
@@ -308,10 +316,15 @@ class Hydra(DisentanglementModel):
         self.epochs_done += 1
 
     def configure_optimizers(self, lr: float) -> dict[str, torch.optim.Optimizer]:
-        tables = [self.conf.weight, self.logits.weight, self.rot.weight, self.shift.weight]
+        # Each table row gets one step per epoch, hence learning rates far above the fields'.
+        p = self.params
+        tables = [
+            {"params": [self.conf.weight, self.rot.weight, self.shift.weight], "lr": p.table_lr},
+            {"params": [self.logits.weight], "lr": p.class_lr},
+        ]
         return {
             "fields": torch.optim.Adam(self.fields.parameters(), lr=lr),
-            "tables": torch.optim.SparseAdam(tables, lr=self.params.table_lr),
+            "tables": torch.optim.SparseAdam(tables),
         }
 
     # -- rendering --------------------------------------------------------------------------------
@@ -342,6 +355,10 @@ class Hydra(DisentanglementModel):
         m = math.floor(reach / step + 1e-6)
         axis = torch.arange(-m, m + 1, dtype=torch.float32) * step
         return torch.cartesian_prod(axis, axis).to(self.scale.device)  # (T, 2)
+
+    def _beta(self) -> torch.Tensor:
+        """``n / (2 sigma^2)``: turns a mean squared error into a log-likelihood (n independent values)."""
+        return float(self.grid.weight.sum()) / 2.0 / (2.0 * self.noise_var.clamp_min(1e-8))
 
     @torch.no_grad()
     def search(self, y: torch.Tensor, ctf: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -376,7 +393,7 @@ class Hydra(DisentanglementModel):
         step = p.shift_step / 2.0
         local = torch.cartesian_prod(*([torch.tensor([-1.0, 0.0, 1.0], device=dev)] * 2))  # (9, 2)
         for level in range(1, p.refine_levels + 1):
-            radius = p.search_radius + (p.max_radius - p.search_radius) * level / p.refine_levels
+            radius = p.search_radius + (p.refine_radius - p.search_radius) * level / p.refine_levels
             near = grid.within(radius + 1e-6).to(dev)
             sub = _subgrid(grid, near)
             r_n = neighbours(cand_r, h).flatten(2, 3)  # (K, B, C*7, 3, 3)
@@ -410,17 +427,30 @@ class Hydra(DisentanglementModel):
         pose_rows = rows.unsqueeze(0) * k + torch.arange(k, device=rows.device).unsqueeze(1)  # (K, B)
         searching = self.searching
         if searching:
-            r, t, _ = self.search(y, ctf, z.detach())
+            r, t, found = self.search(y, ctf, z.detach())
             with torch.no_grad():
                 self.rot.weight[pose_rows.reshape(-1)] = matrix_to_6d(r).reshape(-1, 6)
                 self.shift.weight[pose_rows.reshape(-1)] = t.reshape(-1, 2)
+                if int(self.epochs_done) >= p.class_warmup:
+                    # Bayes' rule at the poses found, the current probabilities as the prior.
+                    if float(self.noise_var) < 0:
+                        self.noise_var.copy_(found.min(0).values.mean())
+                    # A field that fits every particle better (it has learned faster) would take
+                    # them all: its batch-mean advantage is taken out (a per-class offset, as a
+                    # mixing proportion would absorb), leaving each particle's own preference.
+                    prior = torch.log_softmax(self.logits.weight[rows], -1)
+                    evidence = found.T - found.T.mean(0, keepdim=True)
+                    self.logits.weight[rows] = prior - self._beta() * evidence
         rot6, shift = self.rot(pose_rows), self.shift(pose_rows)
         if searching:
             rot6, shift = rot6.detach(), shift.detach()
         rot = matrix_from_6d(rot6)
         pred = self._predict(rot.unsqueeze(2), shift.unsqueeze(2), z, ctf, grid)[:, :, 0]
         err = self._error(y, pred, grid.weight.to(y.device))  # (K, B)
-        prob = torch.softmax(self.logits(rows), -1)  # (B, K)
+        logits = self.logits(rows)
+        if int(self.epochs_done) < p.class_warmup:
+            logits = logits.detach()
+        prob = torch.softmax(logits, -1)  # (B, K)
         rec = (prob * err.T).sum(-1).mean()
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
@@ -428,7 +458,10 @@ class Hydra(DisentanglementModel):
         for opt in optimizers.values():
             self.optimizer_step(opt)
         with torch.no_grad():
-            self.noise_var.mul_(0.9).add_(0.1 * err.min(0).values.mean())
+            residual = err.min(0).values.mean()
+            if float(self.noise_var) < 0:  # first step: no running value yet
+                self.noise_var.copy_(residual)
+            self.noise_var.mul_(0.9).add_(0.1 * residual)
             entropy = -(prob * prob.clamp_min(1e-12).log()).sum(-1).mean()
         return {"loss": rec.detach(), "class_entropy": entropy, "pose_search": torch.tensor(float(searching))}
 
@@ -464,8 +497,7 @@ class Hydra(DisentanglementModel):
         ctf = self._ctf(ctf_params, grid, x.shape[0])
         z0 = self.conf.weight.mean(0, keepdim=True).expand(x.shape[0], -1)
         r, t, err = self.search(y, ctf, z0)
-        n_eff = float(grid.weight.sum()) / 2.0
-        prob = torch.softmax(-n_eff * err.T / (2.0 * self.noise_var.clamp_min(1e-8)), -1)
+        prob = torch.softmax(-self._beta() * err.T, -1)
         best = prob.argmax(-1)
         pick = torch.arange(x.shape[0], device=x.device)
         r_b, t_b = r[best, pick], t[best, pick]

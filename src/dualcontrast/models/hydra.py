@@ -24,10 +24,14 @@ volumes, each a neural field in Fourier space conditioned on the particle's conf
   probabilities, ``mean_i sum_k softmax(a_i)_k L_ik``: each field learns from the particles in
   proportion to their probability of being its class, and the logits move to the class that
   explains the particle best. The logits start random (N(0, 1): the symmetry between the fields
-  is broken as random subsets start a 3D classification); in pose-search epochs each batch also
-  applies Bayes' rule at the poses found, ``a_i <- log softmax(a_i) - n L_ik / 2 sigma^2`` (``n``
-  independent Fourier values, ``sigma^2`` the running mean residual), so the assignment follows
-  the likelihood as fast as the poses do.
+  is broken as random subsets start a 3D classification); after ``class_warmup`` epochs, each
+  batch of a pose-search epoch also sets them by Bayes' rule at the poses found, with a uniform
+  prior, ``a_ik = -n (L_ik - mean_batch L_k) / (2 sigma^2 T)`` (``n`` independent Fourier values,
+  ``sigma^2`` the running mean residual, ``T = class_temperature``: a model still far from the
+  data is overconfident at ``T = 1``). Subtracting each class's batch mean keeps a field that
+  fits every particle a little better (it learned faster) from taking all of them, as a mixing
+  proportion would. The assignment then follows the likelihood as fast as the poses do; the
+  refinement epochs train the logits by gradient.
 - **poses**: for the first ``pose_search_epochs`` epochs, every batch runs a hierarchical
   search per class (:mod:`.hydra_poses`): all rotations of a near-uniform SO(3) grid and all
   shifts of a ``+-max_shift`` grid at frequencies up to ``search_radius``, rendered with the
@@ -91,6 +95,7 @@ class HydraParams:
     table_lr: float = 0.1  # sparse Adam learning rate of the codes and poses (one step per epoch each)
     class_lr: float = 0.3  # sparse Adam learning rate of the class logits
     class_warmup: int = 1  # first epochs with the class probabilities held at their random start
+    class_temperature: float = 5.0  # divides the log-likelihood in the search epochs' class update
     infer_steps: int = 10  # code-fitting steps for unseen particles
 
     @classmethod
@@ -432,15 +437,14 @@ class Hydra(DisentanglementModel):
                 self.rot.weight[pose_rows.reshape(-1)] = matrix_to_6d(r).reshape(-1, 6)
                 self.shift.weight[pose_rows.reshape(-1)] = t.reshape(-1, 2)
                 if int(self.epochs_done) >= p.class_warmup:
-                    # Bayes' rule at the poses found, the current probabilities as the prior.
+                    # Bayes' rule at the poses found (uniform prior, tempered likelihood).
                     if float(self.noise_var) < 0:
                         self.noise_var.copy_(found.min(0).values.mean())
                     # A field that fits every particle better (it has learned faster) would take
                     # them all: its batch-mean advantage is taken out (a per-class offset, as a
                     # mixing proportion would absorb), leaving each particle's own preference.
-                    prior = torch.log_softmax(self.logits.weight[rows], -1)
                     evidence = found.T - found.T.mean(0, keepdim=True)
-                    self.logits.weight[rows] = prior - self._beta() * evidence
+                    self.logits.weight[rows] = -self._beta() * evidence / p.class_temperature
         rot6, shift = self.rot(pose_rows), self.shift(pose_rows)
         if searching:
             rot6, shift = rot6.detach(), shift.detach()

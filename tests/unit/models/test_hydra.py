@@ -21,7 +21,13 @@ from dualcontrast.models.hydra import (
     image_transform,
     render_slices,
 )
-from dualcontrast.models.hydra_poses import geodesic_angle, grid_spacing, matrix_from_6d, matrix_to_6d, so3_grid
+from dualcontrast.models.hydra_poses import (
+    geodesic_angle,
+    grid_spacing,
+    matrix_from_6d,
+    matrix_to_6d,
+    so3_grid,
+)
 from dualcontrast.transforms.geometry import random_rotation_3d, warp
 
 
@@ -142,5 +148,5 @@ def test_params_are_checked_and_volumes_are_refused():
     cfg = build_config({"model": {"name": "hydra", "params": {"pose_search_epochs": -1}}})
     with pytest.raises(ConfigError, match="pose_search_epochs"):
         build_model(cfg, (1, 16, 16), "linear")
-    with pytest.raises(ConfigError, match="data.project=true"):
+    with pytest.raises(ConfigError, match=r"data\.project=true"):
         build_model(build_config({"model": {"name": "hydra"}}), (1, 16, 16, 16), "linear")

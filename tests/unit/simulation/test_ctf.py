@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from dualcontrast.data.base import Dataset, DataSplits
-from dualcontrast.data.ctf import CTF_FACTORS, ctf_2d, ctf_factors, ctf_table, project_splits, star_ctf_factors
+from dualcontrast.data.ctf import (
+    CTF_FACTORS,
+    ctf_2d,
+    ctf_factors,
+    ctf_table,
+    project_splits,
+    star_ctf_factors,
+)
 from dualcontrast.data.simulate import ctf_1d, electron_wavelength
 from dualcontrast.errors import DataError
 

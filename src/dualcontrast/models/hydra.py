@@ -28,7 +28,8 @@ volumes, each a neural field in Fourier space conditioned on the particle's conf
   batch of a pose-search epoch also sets them by Bayes' rule at the poses found, with a uniform
   prior, ``a_ik = -n (L_ik - mean_batch L_k) / (2 sigma^2 T)`` (``n`` independent Fourier values,
   ``sigma^2`` the running mean residual, ``T = class_temperature``: a model still far from the
-  data is overconfident at ``T = 1``). Subtracting each class's batch mean keeps a field that
+  data is overconfident at ``T = 1``), averaged half and half with the previous logits (one
+  batch's errors are noisy). Subtracting each class's batch mean keeps a field that
   fits every particle a little better (it learned faster) from taking all of them, as a mixing
   proportion would. The assignment then follows the likelihood as fast as the poses do; the
   refinement epochs train the logits by gradient.
@@ -444,7 +445,10 @@ class Hydra(DisentanglementModel):
                     # them all: its batch-mean advantage is taken out (a per-class offset, as a
                     # mixing proportion would absorb), leaving each particle's own preference.
                     evidence = found.T - found.T.mean(0, keepdim=True)
-                    self.logits.weight[rows] = -self._beta() * evidence / p.class_temperature
+                    posterior = -self._beta() * evidence / p.class_temperature
+                    # Averaged with the previous assignment: one batch's errors are noisy.
+                    old = self.logits.weight[rows]
+                    self.logits.weight[rows] = 0.5 * (old - old.mean(-1, keepdim=True)) + 0.5 * posterior
         rot6, shift = self.rot(pose_rows), self.shift(pose_rows)
         if searching:
             rot6, shift = rot6.detach(), shift.detach()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..config import Config
-from . import disco, harmony, simclr, spatial_vae, vitae  # noqa: F401  (importing registers the baselines)
+from . import disco, harmony, hydra, simclr, spatial_vae, vitae  # noqa: F401  (importing registers the baselines)
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .dualcontrast import ABLATIONS, DualContrast
 

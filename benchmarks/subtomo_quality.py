@@ -108,6 +108,7 @@ def aggregate(runs: list[dict]) -> dict:
         out[part] = _stat(values, statistics.fmean)
         out[f"{part}_std"] = _stat(values, sd)
     out["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
+    out["bic_k"] = [r["analysis"].get("content_clusters", {}).get("k") for r in runs]
     return out
 
 
@@ -164,7 +165,7 @@ def main() -> int:
         f"- device: {device}",
         f"- schedule: {args.epochs} epochs, batch 50, Adam (lr and views as in the command; configs/subtomo.yaml "
         f"otherwise), d = 50, {args.decoder} decoder; seeds {args.seeds} for {', '.join(args.seeded)} (mean ± std; "
-        "k = BIC's choice in the first seed)",
+        "BIC's k per seed)",
         "- D-scores: logistic regression on train codes (80%), scored on test codes (20%); "
         "conformation scores within each true identity",
         "- content ARI: GMM on c of all particles with k chosen by BIC (`analyze`), and with k = 3 (metrics.json)",
@@ -190,7 +191,7 @@ def main() -> int:
         lines.append(
             f"| {label} | {fmt(s.get('d_c_c'), sd.get('d_c_c'))} | {fmt(s.get('d_c_z'), sd.get('d_c_z'))} | "
             f"{fmt(s.get('sap_c'), sd.get('sap_c'))} | "
-            f"{fmt(cc.get('ari'), ccsd.get('ari'))} (k={cc.get('k')}) | {fmt(s.get('ari_c'), sd.get('ari_c'))} | "
+            f"{fmt(cc.get('ari'), ccsd.get('ari'))} (k={'/'.join(str(k) for k in r['bic_k'])}) | {fmt(s.get('ari_c'), sd.get('ari_c'))} | "
             f"{zz} | {fmt(a.get('conformation_clusters', {}).get('ari'))} | "
             f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {r['train_seconds'] / 60:.1f} |"
         )

@@ -51,6 +51,7 @@ class DataConfig:
     normalize: str = key("none", "none | per_sample")
     max_samples: int | None = key(None, "random training subset (quick runs); null: all", low=1)
     params: dict[str, Any] = key(help="built-in data set parameters", factory=dict)  # noqa: RUF009 (key() returns a field)
+    project: bool = key(False, "sum volumes along z into 2D projections with the simulation's CTF (Hydra's input)")
 
 
 @dataclass

@@ -120,6 +120,7 @@ def load_splits(cfg: Config):
         normalize=d.normalize,
         max_samples=d.max_samples,
         params=d.params,
+        project=d.project,
     )
 
 

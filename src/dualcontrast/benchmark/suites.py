@@ -42,6 +42,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("spatial-vae", "SpatialVAE"),
         MethodSpec("vitae", "VITAE"),
         MethodSpec("disco", "DisCo", decoder=False),
+        MethodSpec("hydra", "Hydra (2D projections)"),
     )
 }
 
@@ -154,6 +155,11 @@ SUITES: dict[str, Suite] = {
             ("vitae", "phantoms3d"): "the paper reports VITAE on 2D data only ('-' in its Table 1), "
             "so the suite leaves it out as the paper does; this project's VITAE also runs on "
             "volumes (dualcontrast train --model vitae --config configs/subtomo.yaml)",
+            **{
+                ("hydra", d): "Hydra reconstructs 3D maps from 2D projections; the paper runs it on the "
+                "subtomograms' projections only"
+                for d in ("mnist", "shapes2d")
+            },
         },
     ),
 }
@@ -253,6 +259,21 @@ BUDGETS: dict[str, Budget] = {
         },
     ),
 }
+
+
+def _hydra(**params: Any) -> dict[str, Any]:
+    """Hydra's layer on the subtomograms: their projections along z with the simulation's CTF (as the
+    paper did), un-normalised images (the likelihood models the CTF), a field learning rate for its
+    MLPs, and its pose-search schedule."""
+    return {"data": {"project": True, "normalize": "none"}, "train": {"lr": 3e-3}, "model": {"params": params}}
+
+
+for _budget, _params in (
+    ("tiny", {"pose_search_epochs": 1, "directions": 12, "refine_levels": 1, "infer_steps": 1}),
+    ("cpu-hour", {"pose_search_epochs": 2}),
+    ("full", {"pose_search_epochs": 30}),  # the paper: 30 of 130 epochs
+):
+    BUDGETS[_budget].methods.setdefault("phantoms3d", {})["hydra"] = _hydra(**_params)
 
 
 # Methods that cannot train in fewer epochs: DisCo trains its generator for the first half.

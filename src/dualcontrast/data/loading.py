@@ -146,12 +146,15 @@ def load_data(
     normalize: str = "none",
     max_samples: int | None = None,
     params: dict[str, Any] | None = None,
+    project: bool = False,
 ) -> DataSplits:
     """Train/(validation/)test splits from a path, or from the built-in data set ``name``.
 
     Data without its own split is split at random (``test_fraction``, ``split_seed``).
     ``max_samples`` keeps a random subset of the training set (quick runs); ``val_fraction`` of
     what remains becomes the validation set (:func:`~dualcontrast.data.base.carve_validation`).
+    ``project`` sums volumes along z into 2D projections with their simulation's CTF
+    (:func:`~dualcontrast.data.ctf.project_splits`).
     """
     if path is None:
         splits = BUILTIN_DATASETS.get(name)(**(params or {}))
@@ -167,6 +170,10 @@ def load_data(
             if labels is not None:
                 loaded.factors[CONTENT] = load_labels(labels, len(loaded))
             splits = split_dataset(loaded, test_fraction, split_seed, name=Path(path).stem)
+    if project:
+        from .ctf import project_splits
+
+        splits = project_splits(splits, path, params if path is None else None)
     if normalize != "none":
         splits.train.normalize = splits.test.normalize = normalize
         # Re-validate the setting on both splits.

@@ -257,9 +257,11 @@ def load_star(path: str | Path) -> Dataset:
     parents, then the working directory). An image whose MRC header voxel size disagrees with
     the STAR file's is refused. Ground truth, when present, becomes factors: ``_dcIdentity`` ->
     ``content`` (else ``_rlnClassNumber``), ``_dcState`` -> ``transform``, other numeric
-    ``_dc*`` columns by their snake_case name.
+    ``_dc*`` columns by their snake_case name; ``rlnDefocusU/V/Angle`` and the optics become the
+    ``ctf_*`` factors of :mod:`dualcontrast.data.ctf`.
     """
     from ..io.star import ImageResolver, check_voxel_size, read_particle_set
+    from .ctf import star_ctf_factors
 
     particle_set = read_particle_set(path)
     p = particle_set.path
@@ -288,7 +290,10 @@ def load_star(path: str | Path) -> Dataset:
     x = MrcSamples(list(layouts.values()), file_id, index, str(p))
     first = next(iter(layouts.values()))
     _finite_if_small(x, len(block) * first.sample_size * first.dtype.itemsize)
-    return Dataset(x=x, factors=_star_factors(p, block), source=str(p))
+    factors = _star_factors(p, block)
+    # 2D particle stacks carry their CTF for single-particle methods (Hydra); see data.ctf.
+    factors.update(star_ctf_factors(block, particle_set.acquisition(), particle_set.voxel_size))
+    return Dataset(x=x, factors=factors, source=str(p))
 
 
 def _entry_index(star: Path, row: int, k: str, image: Path, layout: MrcLayout) -> int:

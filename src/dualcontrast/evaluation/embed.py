@@ -45,10 +45,16 @@ def embed(
     bar = tqdm(
         zip(starts, batches, strict=True), total=len(starts), desc=desc, disable=not progress, leave=False
     )
+    # Auto-decoding methods (Hydra) read their codes from per-sample tables (training samples,
+    # found by id) or fit them to unseen samples, which needs the rows' side data (CTF).
+    indexed = getattr(model, "wants_indices", False)
     try:
         for start, x in bar:
             with model.autocast():
-                codes = model.embed_codes(x)
+                if indexed:
+                    codes = model.encode_rows(x, data, np.arange(start, start + x.shape[0]))
+                else:
+                    codes = model.embed_codes(x)
             for key, value in zip(CODE_KEYS, codes.as_tuple(), strict=True):
                 if value is None:
                     continue

@@ -114,6 +114,9 @@ def write_figures(
         transfer_grid(model, images, images, run.figures / "transfer_grid.png", device=device)
     if run.log.exists():
         loss_curves(run.log, run.figures / "loss.png")
+    own = getattr(model, "write_figures", None)  # a method's own figures (Hydra: class maps)
+    if own is not None:
+        own(run.figures)
     if cfg.eval.projection == "none":
         return
     view = split_view(arrays, "test")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import disco, harmony, simclr, spatial_vae, vitae  # noqa: F401  (importing registers the baselines)
+from . import disco, harmony, hydra, simclr, spatial_vae, vitae  # noqa: F401  (importing registers the baselines)
 from .base import MODELS, Codes, DisentanglementModel, build_model, load_trained_model, reparameterize
 from .dualcontrast import ABLATIONS, DualContrast
 

@@ -53,6 +53,9 @@ class BatchSource:
     Incomplete last batches are dropped (the contrastive negatives need a full batch, as in
     the reference).
 
+    ``with_indices``: batches are ``(x, rows)`` with ``rows (B,)`` int64 the batch's positions in
+    ``data``, for methods keeping per-sample tables (auto-decoding, e.g. Hydra).
+
     ``memory_format`` (e.g. ``torch.channels_last``) is applied to every batch. Streamed batches are read by a background thread; pages of memory-mapped
     files are handed back as the epoch goes (see :mod:`.memory`).
     """
@@ -69,6 +72,7 @@ class BatchSource:
         prefetch: int = 2,
         seed: int = 0,
         memory_format: torch.memory_format | None = None,
+        with_indices: bool = False,
     ):
         if batch_size < 2:
             raise ValueError("batch_size must be >= 2 (contrastive pairs need other samples)")
@@ -81,6 +85,7 @@ class BatchSource:
         self.seed = seed
         self.epoch = 0
         self.memory_format = memory_format
+        self.with_indices = with_indices
         self.tensor: torch.Tensor | None = None
         if _resident_ok(data, device, resident):
             self.tensor = torch.from_numpy(data.batch(np.arange(len(data)))).to(device)
@@ -113,14 +118,18 @@ class BatchSource:
         mine = perm[self.rank :: self.world_size][:per_rank]
         return mine[: len(self) * self.batch_size].view(len(self), self.batch_size)
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def __iter__(self) -> Iterator[torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
         batches = self._indices()
         if self.tensor is not None:
             idx = batches.to(self.device)
-            for i in range(len(batches)):
-                yield self._format(self.tensor[idx[i]])
+            xs: Iterator[torch.Tensor] = (self._format(self.tensor[idx[i]]) for i in range(len(batches)))
+        else:
+            xs = self._stream(batches)
+        if not self.with_indices:
+            yield from xs
             return
-        yield from self._stream(batches)
+        for x, rows in zip(xs, batches, strict=True):
+            yield x, rows.to(self.device)
 
     def _stream(self, batches: torch.Tensor) -> Iterator[torch.Tensor]:
         for x in prefetched(self.data, (b.numpy() for b in batches), self.device, depth=self.prefetch):

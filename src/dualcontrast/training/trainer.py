@@ -93,14 +93,24 @@ class TrainState:
 
 
 def build_state(
-    cfg: Config, sample_shape: tuple[int, ...], output: str, device: torch.device, steps_per_epoch: int = 1
+    cfg: Config,
+    sample_shape: tuple[int, ...],
+    output: str,
+    device: torch.device,
+    steps_per_epoch: int = 1,
+    train_data=None,
 ) -> TrainState:
     """Model, optimizers and their ``train.schedule`` schedulers, seeded by ``train.seed``.
 
     ``steps_per_epoch``: batches per epoch, which per-batch schedules need to know their length.
+    An auto-decoding method (``model.wants_indices``, e.g. Hydra) sizes its per-sample tables
+    from ``train_data`` (:meth:`bind_data`) before its optimizers are made.
     """
     seed_everything(cfg.train.seed)
-    model = build_model(cfg, sample_shape, output).to(device)
+    model = build_model(cfg, sample_shape, output)
+    if getattr(model, "wants_indices", False):
+        model.bind_data(train_data)
+    model = model.to(device)
     optimizers = model.configure_optimizers(cfg.train.lr)
     schedulers, interval = build_schedulers(cfg.train, optimizers, steps_per_epoch)
     meta = {
@@ -216,7 +226,7 @@ class Trainer:
         self.validate = validate
         output = infer_output(cfg, splits)
         steps = batches_per_epoch(len(splits.train), cfg.train.batch_size, world_size)
-        self.state = build_state(cfg, splits.sample_shape, output, device, steps)
+        self.state = build_state(cfg, splits.sample_shape, output, device, steps, splits.train)
         if channels_last is None:
             # NDHWC convolutions measured 1.1-1.3x faster per 3D step on a CPU; NHWC slower in 2D.
             channels_last = splits.train.spatial_dims == 3
@@ -242,6 +252,7 @@ class Trainer:
             world_size=world_size,
             seed=cfg.train.seed,
             memory_format=memory_format,
+            with_indices=getattr(self.state.model, "wants_indices", False),
         )
 
     @property

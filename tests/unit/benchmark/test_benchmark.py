@@ -27,12 +27,16 @@ def _sets(argv) -> dict[str, str]:
 def test_table1_expands_to_every_method_dataset_seed(tmp_path):
     suite = SUITES["table1"]
     runs = plan_suite(suite, BUDGETS["cpu-hour"], tmp_path)
-    assert len(suite.methods) == 12
-    assert len(runs) == 12 * 3 * 3
+    assert len(suite.methods) == 13
+    assert len(runs) == 13 * 3 * 3
     assert len({r.key for r in runs}) == len(runs)
     unsupported = [r for r in runs if r.argv is None]
-    assert {(r.method, r.dataset) for r in unsupported} == {("vitae", "phantoms3d")}
-    assert len(unsupported) == 3 and all(r.unsupported for r in unsupported)
+    assert {(r.method, r.dataset) for r in unsupported} == {
+        ("vitae", "phantoms3d"), ("hydra", "mnist"), ("hydra", "shapes2d")
+    }
+    assert len(unsupported) == 9 and all(r.unsupported for r in unsupported)
+    hydra = next(r for r in runs if r.key == "phantoms3d/hydra/seed0")
+    assert _sets(hydra.argv)["data.project"] == "true" and _sets(hydra.argv)["train.epochs"] == "6"
     # Seed-major: every seed-0 run comes before any seed-1 run.
     seeds = [r.seed for r in runs]
     assert seeds == sorted(seeds)
@@ -88,7 +92,7 @@ def test_epoch_scale_and_minimum_epochs(tmp_path):
     assert scale_epochs(BUDGETS["tiny"], 0.1).datasets["shapes2d"]["train"]["epochs"] == 1  # at least 1
     assert BUDGETS["cpu-hour"].datasets["mnist"]["train"]["epochs"] == 4  # the preset itself unchanged
     tiny = plan_suite(SUITES["table1"], BUDGETS["tiny"], tmp_path, datasets="shapes2d", seeds=[0])
-    epochs = {r.method: _sets(r.argv)["train.epochs"] for r in tiny}
+    epochs = {r.method: _sets(r.argv)["train.epochs"] for r in tiny if r.argv}
     assert epochs["disco"] == "2" and epochs["dualcontrast"] == "1"  # DisCo needs a generator phase
     with pytest.raises(ConfigError):
         scale_epochs(BUDGETS["tiny"], 0)

@@ -34,7 +34,7 @@ volumes, each a neural field in Fourier space conditioned on the particle's conf
   proportion would. The assignment then follows the likelihood as fast as the poses do; the
   refinement epochs train the logits by gradient.
 - **poses**: for the first ``pose_search_epochs`` epochs, every batch runs a hierarchical
-  search per class (:mod:`.hydra_poses`): all rotations of a near-uniform SO(3) grid and all
+  search per class (:func:`dualcontrast.geometry.view_grid`): all rotations of a near-uniform SO(3) grid and all
   shifts of a ``+-max_shift`` grid at frequencies up to ``search_radius``, rendered with the
   batch's mean code; then ``refine_levels`` local levels around the best ``refine_top``
   candidates with each particle's own code, the frequency limit growing to ``refine_radius``
@@ -69,8 +69,8 @@ from torch import nn
 
 from ..config import Config
 from ..errors import ConfigError
+from ..geometry import matrix_from_6d, matrix_to_6d, neighbour_turns, view_grid, view_grid_spacing
 from .base import MODELS, Codes, DisentanglementModel
-from .hydra_poses import grid_spacing, matrix_from_6d, matrix_to_6d, neighbours, so3_grid
 from .params import ModelParams
 
 
@@ -253,7 +253,7 @@ class Hydra(DisentanglementModel):
             p.classes, p.conf_dim, n, hidden=p.hidden, layers=p.layers, frequencies=p.frequencies
         )
         self.grid = SliceGrid.make(n, p.max_radius)
-        self.register_buffer("so3", so3_grid(p.directions), persistent=False)
+        self.register_buffer("so3", view_grid(p.directions), persistent=False)
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("noise_var", -torch.ones(()))  # running mean residual; < 0: not yet known
@@ -392,14 +392,14 @@ class Hydra(DisentanglementModel):
         best = score.flatten(2).topk(top, dim=-1, largest=False).indices  # (K, B, C)
         cand_r = rots[best % g]  # (K, B, C, 3, 3)
         cand_t = shifts[best // g]  # (K, B, C, 2)
-        h = grid_spacing(p.directions) / 2.0
+        h = view_grid_spacing(p.directions) / 2.0
         step = p.shift_step / 2.0
         local = torch.cartesian_prod(*([torch.tensor([-1.0, 0.0, 1.0], device=dev)] * 2))  # (9, 2)
         for level in range(1, p.refine_levels + 1):
             radius = p.search_radius + (p.refine_radius - p.search_radius) * level / p.refine_levels
             near = grid.within(radius + 1e-6).to(dev)
             sub = _subgrid(grid, near)
-            r_n = neighbours(cand_r, h).flatten(2, 3)  # (K, B, C*7, 3, 3)
+            r_n = neighbour_turns(cand_r, h).flatten(2, 3)  # (K, B, C*7, 3, 3)
             t_n = (cand_t.unsqueeze(3) + step * local).clamp(-p.max_shift, p.max_shift)  # (K, B, C, 9, 2)
             pts = sub.points().to(r_n) @ r_n  # (K, B, M, P, 3)
             vals = self.fields(pts.reshape(k, b, -1, 3), z).view(k, b, top, 7, -1) * ctf[:, near].view(1, b, 1, 1, -1)

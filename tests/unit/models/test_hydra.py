@@ -11,7 +11,14 @@ import torch
 from dualcontrast.config import build_config
 from dualcontrast.data.base import Dataset
 from dualcontrast.errors import ConfigError
-from dualcontrast.geometry import random_rotation_3d
+from dualcontrast.geometry import (
+    geodesic_angle,
+    matrix_from_6d,
+    matrix_to_6d,
+    random_rotation_3d,
+    view_grid,
+    view_grid_spacing,
+)
 from dualcontrast.models import build_model
 from dualcontrast.models.hydra import (
     Hydra,
@@ -20,13 +27,6 @@ from dualcontrast.models.hydra import (
     image_from_transform,
     image_transform,
     render_slices,
-)
-from dualcontrast.models.hydra_poses import (
-    geodesic_angle,
-    grid_spacing,
-    matrix_from_6d,
-    matrix_to_6d,
-    so3_grid,
 )
 from dualcontrast.simulation.phantoms import phantom_maps
 from dualcontrast.transforms.geometry import warp
@@ -80,14 +80,14 @@ def test_slice_renderer_matches_direct_projection():
 
 
 def test_so3_grid_is_near_uniform_rotations():
-    rots = so3_grid(100)
+    rots = view_grid(100)
     assert rots.shape == (100 * 18, 3, 3)
     assert torch.allclose(rots @ rots.transpose(1, 2), torch.eye(3).expand_as(rots), atol=1e-5)
     assert torch.allclose(torch.linalg.det(rots), torch.ones(len(rots)), atol=1e-5)
     # Any rotation lies within about one grid spacing of the grid.
     probe = random_rotation_3d(200, generator=torch.Generator().manual_seed(3))
     nearest = geodesic_angle(probe[:, None], rots[None]).min(1).values
-    assert float(nearest.max()) < grid_spacing(100)
+    assert float(nearest.max()) < view_grid_spacing(100)
     r = random_rotation_3d(5)
     assert torch.allclose(matrix_from_6d(matrix_to_6d(r)), r, atol=1e-5)
 

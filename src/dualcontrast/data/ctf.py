@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .base import Dataset, DataSplits
+from .base import Dataset, DataSplits, LazyStack
 
 CTF_FACTORS = (
     "ctf_defocus_u",
@@ -124,27 +124,16 @@ def ctf_2d(params: torch.Tensor, kx: torch.Tensor, ky: torch.Tensor) -> torch.Te
 # --------------------------------------------------------------------------- projections
 
 
-class ProjectedStack:
+class ProjectedStack(LazyStack):
     """Volumes ``(N, 1, D, H, W)`` of any stack read as their sums along z ``(N, 1, H, W)``, lazily."""
 
     def __init__(self, base: Any):
-        self.base = base
         n, c, _, h, w = base.shape
-        self._shape = (int(n), int(c), int(h), int(w))
+        super().__init__((n, c, h, w), getattr(base, "where", "projected volumes"))
+        self.base = base
 
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return self._shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        return np.asarray(self.base[index], dtype=np.float32).sum(axis=-3)
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.base[rows], dtype=np.float32).sum(axis=-3)
 
 
 def _simulation_ctf(path: str | Path | None, params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -23,13 +23,7 @@ NAMES = ["simclr", "simclr-gen", "harmony", "spatial-vae"]
 SMALL = {"spatial-vae": {"hidden": 64}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a busy 2-core machine two threads contend and run ~5x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(name: str, shape, output: str = "sigmoid", *, params=None, **model):

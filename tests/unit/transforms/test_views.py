@@ -144,3 +144,10 @@ def test_interpolation_filter_matches_resampled_power():
     resampled = shift(x)[inner].pow(2).mean()
     filtered = interpolation_filter(x)[inner].pow(2).mean()
     assert filtered.item() == pytest.approx(resampled.item(), rel=0.02)
+
+
+def test_config_defaults_are_the_view_defaults():
+    """config.ViewsConfig (torch-free, for YAML) and ViewSettings hold the same defaults."""
+    from dualcontrast.config import ViewsConfig
+
+    assert ViewSettings(**vars(ViewsConfig())) == ViewSettings()

@@ -56,7 +56,9 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
     settings = {"model": {"name": method}, "train": {"epochs": args.epochs, "device": args.device}}
     t0 = time.time()
     cfg = resolve_config(
-        config_files=[REPO / "configs" / "subtomo.yaml"], settings=settings, overrides=data + args.overrides + extra
+        config_files=[REPO / "configs" / "subtomo.yaml"],
+        settings=settings,
+        overrides=data + args.overrides + extra,
     )
     timing = run / "benchmark_seconds.json"
     if args.reuse and timing.exists() and (run / "analysis" / "analysis.json").exists():
@@ -82,6 +84,7 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
             )
             for k, v in analysis.get("structures", {}).items()
         },
+        "checkpoint": json.loads((run / "metrics.json").read_text()).get("checkpoint"),
         "train_seconds": train_s,
         "analyze_seconds": analyze_s,
     }
@@ -109,6 +112,7 @@ def aggregate(runs: list[dict]) -> dict:
         out[f"{part}_std"] = _stat(values, sd)
     out["train_seconds"] = statistics.fmean(r["train_seconds"] for r in runs)
     out["bic_k"] = [r["analysis"].get("content_clusters", {}).get("k") for r in runs]
+    out["checkpoints"] = [r.get("checkpoint") for r in runs]
     return out
 
 
@@ -130,8 +134,16 @@ def main() -> int:
     p.add_argument("--workdir", default=str(REPO / "runs" / "bench_subtomo"))
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--set", action="append", default=[], dest="overrides")
-    p.add_argument("--reuse", action="store_true",
-                   help="read runs already trained and analysed in --workdir (e.g. parallel sweeps)")
+    p.add_argument(
+        "--name",
+        default="subtomo_quality",
+        help="stem of the result files in --results (e.g. subtomo_quality_snr1.0 for a ladder rung)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="read runs already trained and analysed in --workdir (e.g. parallel sweeps)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds of the --seeded methods")
     p.add_argument("--seeded", nargs="*", default=["dualcontrast"], help="methods run with every seed")
@@ -148,7 +160,7 @@ def main() -> int:
         results[m] = {**runs[0], **aggregate(runs), "seeds": seeds}
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "subtomo_quality.json").write_text(
+    (out / f"{args.name}.json").write_text(
         json.dumps(
             {"args": vars(args), "device": device, "results": results},
             indent=2,
@@ -181,8 +193,10 @@ def main() -> int:
         sd, asd = r["metrics_std"], r["analysis_std"]
 
         def within(i: int, key: str, s=s, sd=sd) -> str:
-            return fmt(s.get("within_content", {}).get(str(i), {}).get(key),
-                       sd.get("within_content", {}).get(str(i), {}).get(key))
+            return fmt(
+                s.get("within_content", {}).get(str(i), {}).get(key),
+                sd.get("within_content", {}).get(str(i), {}).get(key),
+            )
 
         zz = " | ".join(f"{within(i, 'd_z_z')} | {within(i, 'd_z_c')}" for i in range(len(IDENTITIES)))
         cc, ccsd = a.get("content_clusters", {}), asd.get("content_clusters", {})
@@ -195,6 +209,8 @@ def main() -> int:
             f"{zz} | {fmt(a.get('conformation_clusters', {}).get('ari'))} | "
             f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {r['train_seconds'] / 60:.1f} |"
         )
+    lines += ["", "Checkpoint scored per run (kept by validation D(c|c) on 10% of the training split):"]
+    lines += [f"- {m}: {'; '.join(str(c) for c in r['checkpoints'])}" for m, r in results.items()]
     lines += [
         "",
         "Paper (Table 1, subtomograms, 18000 particles, 150 epochs, GPU): DualContrast D(c|c) 1.00, "
@@ -204,10 +220,10 @@ def main() -> int:
         "states differ (the nucleosome-like phantom).",
     ]
     # The reading of the numbers is written by hand next to the results and kept on reruns.
-    notes = out / "subtomo_quality_notes.md"
+    notes = out / f"{args.name}_notes.md"
     if notes.exists():
         lines += ["", notes.read_text().strip()]
-    (out / "subtomo_quality.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

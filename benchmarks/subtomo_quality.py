@@ -36,14 +36,18 @@ REPO = Path(__file__).resolve().parents[1]
 IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-in phantoms
 
 
-# Rows that are a method with extra settings: label -> (method, overrides).
-VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "dualcontrast-paper-pairing": ("dualcontrast", ["views.pairing=paper"]),
+# Rows that are a method with extra settings: label -> (method, overrides, config files layered
+# over configs/subtomo.yaml).
+VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
+    "dualcontrast-paper-pairing": ("dualcontrast", ["views.pairing=paper"], []),
+    # T = rotation + domain hinge + elastic deformation (issue 9, item 4: does a non-rigid T move
+    # the conformation from c into z?)
+    "dualcontrast-nonrigid": ("dualcontrast", [], ["nonrigid.yaml"]),
 }
 
 
 def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
-    method, extra = VARIANTS.get(label, (label, []))
+    method, extra, layers = VARIANTS.get(label, (label, [], []))
     run = Path(args.workdir) / (label if seed == 0 else f"{label}_seed{seed}")
     data = [
         f"data.params.n_per_state={args.n_per_state}",
@@ -56,7 +60,7 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
     settings = {"model": {"name": method}, "train": {"epochs": args.epochs, "device": args.device}}
     t0 = time.time()
     cfg = resolve_config(
-        config_files=[REPO / "configs" / "subtomo.yaml"],
+        config_files=[REPO / "configs" / name for name in ["subtomo.yaml", *layers]],
         settings=settings,
         overrides=data + args.overrides + extra,
     )

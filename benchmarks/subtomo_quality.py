@@ -74,10 +74,10 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
         analyze_run(run, max_particles=args.max_particles, device=args.device, projection="umap")
         analyze_s = time.time() - t1
         timing.write_text(json.dumps([train_s, analyze_s]))
-    metrics = json.loads((run / "metrics.json").read_text())["scores"]
+    scored = json.loads((run / "metrics.json").read_text())
     analysis = json.loads((run / "analysis" / "analysis.json").read_text())
     return {
-        "metrics": metrics,
+        "metrics": scored["scores"],
         "analysis": {k: v for k, v in analysis.items() if k != "structures"},
         "structures": {
             k: {kk: vv for kk, vv in v.items() if kk != "truth"}
@@ -88,7 +88,7 @@ def run_method(label: str, args: argparse.Namespace, seed: int = 0) -> dict:
             )
             for k, v in analysis.get("structures", {}).items()
         },
-        "checkpoint": json.loads((run / "metrics.json").read_text()).get("checkpoint"),
+        "checkpoint": scored.get("checkpoint"),
         "train_seconds": train_s,
         "analyze_seconds": analyze_s,
     }

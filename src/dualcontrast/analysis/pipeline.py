@@ -174,7 +174,7 @@ def _structures(
     rng = np.random.default_rng(opts.seed)
     results: dict[str, dict[str, Any]] = {}
     groups = [(level, int(c)) for level in labels for c in np.unique(labels[level])]
-    for level, c in tqdm(groups, desc="cluster structures", unit="cluster"):
+    for level, c in tqdm(groups, desc="cluster structures", unit="cluster", disable=None):
         name = f"{level}_{c}"
         rows = np.flatnonzero(labels[level] == c)
         aligned_rows = (

@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import logging
 import shlex
+import sys
 
 from .common import add_device_arg, add_set_arg
 
@@ -118,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if not args.report_only:
         preflight(selected)
-        counts = run_suite(selected, force=args.force, budget=budget.name, progress=True)
+        counts = run_suite(selected, force=args.force, budget=budget.name, progress=sys.stderr.isatty())
         log.warning(
             "benchmark: %d trained, %d failed, %d kept, %d unsupported",
             counts["trained"],

@@ -206,6 +206,9 @@ class Harmony(DisentanglementModel):
     def _build_encoder(self, kind: str, arch: str, options: dict[str, Any]) -> nn.Module:
         if kind == "auto":
             kind = "mlp" if self.dims == 2 else "conv"
+        if options.get("split"):
+            # Harmony's second head is the transformation's parameters, read off the content trunk.
+            raise ConfigError("harmony: model.encoder_options.split is not supported (one trunk, a k head)")
         if kind == "mlp":
             enc: nn.Module = MLPEncoder(self.sample_shape, self.content_dim, 1, **{**MLP_ENCODER, **options})
         else:

@@ -32,3 +32,8 @@ def test_params_are_typed_and_checked(checks):
     assert checks.build("disco", SMALL, train={"epochs": 6}).generator_epochs == 3
     with pytest.raises(ConfigError, match="generator_epochs"):
         checks.build("disco", {**SMALL, "generator_epochs": 2}, train={"epochs": 2})
+
+
+def test_split_encoder_is_refused(checks):
+    with pytest.raises(ConfigError, match="split"):
+        checks.build("disco", model={"encoder_options": {"split": True}})

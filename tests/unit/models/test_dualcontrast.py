@@ -136,3 +136,9 @@ def test_ablations_zero_their_weights_and_take_no_params(checks, name):
         assert getattr(model.loss_cfg, weight) == 0.0
     with pytest.raises(ConfigError, match=r"takes no model\.params"):
         checks.build(name, {"temperature": 1.0})
+
+
+def test_split_encoder_trains_both_trunks(checks, batch):
+    model = checks.build("dualcontrast", model={"encoder_options": {"split": True}})
+    assert model.encoder.split and model.encoder.z_features is not model.encoder.features
+    checks.gradients(model, batch)

@@ -27,3 +27,8 @@ def test_params_are_typed_and_checked():
         HarmonyParams.parse("harmony", {"scale_range": [2.0, 1.0]})
     with pytest.raises(ConfigError, match="must be true or false"):
         HarmonyParams.parse("harmony", {"scale": "yes"})
+
+
+def test_split_encoder_is_refused(checks):
+    with pytest.raises(ConfigError, match="split"):
+        checks.build("harmony", {"encoder": "conv"}, model={"encoder_options": {"split": True}})

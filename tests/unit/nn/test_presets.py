@@ -1,6 +1,7 @@
 """The networks of nn/ directly: the reference presets chosen by sample shape, encoders giving four
 ``(B, d)`` heads for images and volumes of several sizes, decoders giving the input's shape with
-the chosen output range, the MLP encoder, and clear errors for unknown names."""
+the chosen output range, split encoders (c and z from separate trunks), the MLP encoder, and clear
+errors for unknown names."""
 
 import pytest
 import torch
@@ -24,6 +25,21 @@ def test_encoder_heads_have_the_code_sizes(shape):
     enc = build_encoder("auto", shape, 5, 3)
     heads = enc(torch.randn(2, *shape))
     assert [tuple(h.shape) for h in heads] == [(2, 5), (2, 5), (2, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 16, 16, 16)])
+def test_split_encoder_codes_depend_only_on_their_own_trunk(shape):
+    torch.manual_seed(0)
+    enc = build_encoder("auto", shape, 5, 3, split=True)
+    c_mu, c_logvar, z_mu, z_logvar = enc(torch.randn(2, *shape))
+    assert [tuple(h.shape) for h in (c_mu, c_logvar, z_mu, z_logvar)] == [(2, 5), (2, 5), (2, 3), (2, 3)]
+    own = {"c": [*enc.features.parameters(), *enc.heads.parameters()],
+           "z": [*enc.z_features.parameters(), *enc.z_heads.parameters()]}
+    for code, loss, other in (("c", c_mu.sum() + c_logvar.sum(), "z"), ("z", z_mu.sum() + z_logvar.sum(), "c")):
+        grads = torch.autograd.grad(loss, own[code] + own[other], allow_unused=True, retain_graph=True)
+        mine, theirs = grads[: len(own[code])], grads[len(own[code]) :]
+        assert all(g is not None and g.abs().sum() > 0 for g in mine[-2:]), code
+        assert all(g is None or not g.any() for g in theirs), code
 
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])

@@ -7,6 +7,7 @@ size is measured, not assumed), so e.g. ``mnist`` also runs on 64x64 grey images
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -59,6 +60,17 @@ def resolve_arch(arch: str, sample_shape: Sequence[int]) -> str:
     return "linemod" if channels == 3 or size >= 64 else "mnist"
 
 
+def _check_options(cls: type, spec: dict[str, Any], key: str) -> None:
+    """Unknown option names of ``model.<key>`` are a config error naming the known ones."""
+    params = inspect.signature(cls.__init__).parameters
+    known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(spec) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"model.{key}: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
+        )
+
+
 def build_encoder(
     arch: str, sample_shape: Sequence[int], content_dim: int, transform_dim: int, **overrides: Any
 ) -> ConvEncoder:
@@ -67,6 +79,7 @@ def build_encoder(
         # The k4 head reduces the 4^3 left of a 32^3 input to 1^3; smaller inputs get a smaller kernel.
         left = min(sample_shape[1:]) // 2 ** len(spec["channels"])
         spec["head_kernel"] = max(1, min(spec.get("head_kernel", 4), left))
+    _check_options(ConvEncoder, spec, "encoder_options")
     return ConvEncoder(sample_shape, content_dim, transform_dim, **spec)
 
 
@@ -84,4 +97,5 @@ def build_decoder(
         raise ConfigError(f"unknown model.decoder {kind!r} (use 'mlp' or 'conv')")
     spec = {**ARCHITECTURES[resolve_arch(arch, sample_shape)][kind], **overrides, "output": output}
     cls = MLPDecoder if kind == "mlp" else ConvTransposeDecoder
+    _check_options(cls, spec, "decoder_options")
     return cls(sample_shape, content_dim, transform_dim, **spec)

@@ -75,3 +75,8 @@ def test_unknown_names_are_clear_errors():
         build_decoder("auto", "gan", (1, 28, 28), 2, 2, output="sigmoid")
     with pytest.raises(ValueError, match="unknown activation 'gelu'"):
         make_activation("gelu")
+    # A YAML typo such as {split:true} (no space) arrives as the key 'split:true'.
+    with pytest.raises(ConfigError, match=r"model\.encoder_options: unknown option\(s\) 'split:true'; known: .*split"):
+        build_encoder("auto", (1, 28, 28), 2, 2, **{"split:true": None})
+    with pytest.raises(ConfigError, match=r"model\.decoder_options: unknown option\(s\) 'width'"):
+        build_decoder("auto", "conv", (1, 28, 28), 2, 2, output="sigmoid", width=3)

@@ -140,6 +140,13 @@ class EvalConfig:
     rotation_samples: int = key(1000, "test samples rotated by known angles for S(z) (0: no S(z))", low=0)
     figures: bool = key(True, "draw figures")
     seed: int = key(0, "seed of subsampling and projections", low=0)
+    cluster_space: str = key("raw", "space of the content GMM (ari_c, analyze): raw | l2 (unit-norm codes) | "
+                             "pca (first cluster_dims principal components) | l2-pca")
+    cluster_dims: int = key(10, "principal components kept by the pca clustering spaces", low=1)
+
+
+# The clustering spaces of evaluation.metrics.prepare_codes (config stays free of numpy and torch).
+CLUSTER_SPACES = ("raw", "l2", "pca", "l2-pca")
 
 
 @dataclass
@@ -269,6 +276,8 @@ def build_config(*layers: dict[str, Any]) -> Config:
         _check_range(path, f, value)
     _check_transform(cfg.transform)
     _check_views(cfg.views)
+    if cfg.eval.cluster_space not in CLUSTER_SPACES:
+        raise ConfigError(f"eval.cluster_space {cfg.eval.cluster_space!r}: use one of {', '.join(CLUSTER_SPACES)}")
     return cfg
 
 

@@ -1,6 +1,7 @@
 """Clusters of identities (GMM on c) and, within each, of conformations (GMM on z).
 
-The number of components is chosen by the Bayesian information criterion unless given.
+The number of components is chosen by the Bayesian information criterion unless given; the
+codes are first brought into a clustering space (:func:`dualcontrast.evaluation.metrics.prepare_codes`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
 from ..errors import ConfigError
+from ..evaluation.metrics import prepare_codes
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,16 @@ def gmm_cluster(
     seed: int = 0,
     covariance_type: str = "full",
     max_fit_samples: int | None = 20000,
+    space: str = "raw",
+    dims: int | None = None,
 ) -> Clustering:
-    """GMM clustering of ``codes (N, d)``; ``k=None`` picks k in [1, k_max] by lowest BIC.
+    """GMM clustering of ``codes (N, d)`` in the clustering ``space`` (``dims`` components where it
+    reduces); ``k=None`` picks k in [1, k_max] by lowest BIC.
 
     Fitting uses at most ``max_fit_samples`` rows (a seeded random subset) so large data sets
     stay cheap; every row is then assigned by the fitted model.
     """
-    x = np.asarray(codes, dtype=np.float64)
+    x = prepare_codes(codes, space, dims)
     n = len(x)
     fit_rows = x
     if max_fit_samples is not None and n > max_fit_samples:

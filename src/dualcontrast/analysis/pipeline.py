@@ -47,6 +47,8 @@ class AnalyzeOptions:
     k_max: int = 10
     k_z: int | None = None  # conformation clusters per content cluster (None: BIC)
     k_z_max: int = 8
+    cluster_space: str | None = None  # space of the content GMM (None: the run's eval.cluster_space)
+    cluster_dims: int | None = None  # its principal components (None: the run's eval.cluster_dims)
     projection: str = "auto"
     plot_samples: int = 5000
     average: bool = True
@@ -91,8 +93,11 @@ def analyze_run(
     if checkpoint is not None:
         doc["checkpoint"] = checkpoint
 
-    content = gmm_cluster(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed)
+    space = opts.cluster_space or cfg.eval.cluster_space
+    dims = opts.cluster_dims or cfg.eval.cluster_dims
+    content = gmm_cluster(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed, space=space, dims=dims)
     doc["content_clusters"] = {
+        "space": space if space in ("raw", "l2") else f"{space} {dims}",
         "k": content.k,
         "bic": content.bic,
         "k_at_bound": content.at_bound,

@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 
+from ..config import CLUSTER_SPACES
 from .argtypes import non_negative_int, positive_int
 from .common import add_checkpoint_arg, add_device_arg
 
@@ -29,6 +30,14 @@ def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-max", type=positive_int, default=10, help="largest k tried by BIC")
     p.add_argument("--k-z", type=positive_int, help="conformation clusters per content cluster (default: BIC)")
     p.add_argument("--k-z-max", type=positive_int, default=8, help="largest conformation k tried by BIC per content cluster")
+    p.add_argument(
+        "--cluster-space", choices=CLUSTER_SPACES,
+        help="space the content codes are clustered in (default: the run's eval.cluster_space)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cluster-dims", type=positive_int,
+        help="principal components kept by the pca spaces (default: the run's eval.cluster_dims)",
+    )  # fmt: skip
     p.add_argument("--projection", choices=["auto", "umap", "tsne", "pca", "none"], default="auto", help="2D projection of the codes in the figures")
     p.add_argument("--max-particles", type=positive_int, default=1000, help="particles aligned per cluster average")
     p.add_argument("--iterations", type=positive_int, default=3, help="alignment iterations")
@@ -51,6 +60,7 @@ def main(args: argparse.Namespace) -> int:
     doc = analyze_run(
         args.run, device=args.device, checkpoint=args.checkpoint or "auto",
         k=args.k, k_max=args.k_max, k_z=args.k_z, k_z_max=args.k_z_max, projection=args.projection,
+        cluster_space=args.cluster_space, cluster_dims=args.cluster_dims,
         average=not args.no_average, max_particles=args.max_particles, n_iter=args.iterations,
         n_rotations=args.rotations, export=not args.no_export, relion_project=args.relion_project,
         seed=args.seed,

@@ -45,6 +45,8 @@ def compute_metrics(
         seed=cfg.eval.seed,
         standardize=cfg.eval.standardize,
         raw=raw,
+        cluster_space=cfg.eval.cluster_space,
+        cluster_dims=cfg.eval.cluster_dims,
     )
 
 
@@ -81,6 +83,8 @@ def write_metrics(
             "max_fit_samples": cfg.eval.max_fit_samples,
             "seed": cfg.eval.seed,
             "standardize": cfg.eval.standardize,
+            "cluster_space": cfg.eval.cluster_space,
+            "cluster_dims": cfg.eval.cluster_dims,
             "rotation_samples": cfg.eval.rotation_samples,
             "rotation_max_angle": rotation_max_angle(cfg),
         },

@@ -1,4 +1,4 @@
-"""GMM clustering with BIC model selection, and clustering within groups."""
+"""GMM clustering with BIC model selection (raw and reduced spaces), and clustering within groups."""
 
 import numpy as np
 
@@ -20,6 +20,15 @@ def test_bic_finds_the_number_of_blobs():
         assert set(result.bic) == set(range(1, 8))
         if k > 1:
             assert ari(result.labels, truth) > 0.95
+
+
+def test_bic_in_the_leading_principal_components_ignores_noise_dimensions():
+    # Three blobs in 3 dimensions with 30 dimensions of unit noise appended, as a content code
+    # whose unused dimensions carry noise: BIC in the first 3 components finds the 3 blobs.
+    x, truth = blobs(3, 60, seed=2)
+    x = np.hstack([x, np.random.default_rng(3).normal(size=(len(x), 30))])
+    result = gmm_cluster(x, k_max=6, space="pca", dims=3)
+    assert result.k == 3 and ari(result.labels, truth) > 0.95
 
 
 def test_fixed_k_and_subsampled_fit_still_label_every_row():

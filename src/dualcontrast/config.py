@@ -140,8 +140,9 @@ class EvalConfig:
     rotation_samples: int = key(1000, "test samples rotated by known angles for S(z) (0: no S(z))", low=0)
     figures: bool = key(True, "draw figures")
     seed: int = key(0, "seed of subsampling and projections", low=0)
-    cluster_space: str = key("raw", "space of the content GMM (ari_c, analyze): raw | l2 (unit-norm codes) | "
-                             "pca (first cluster_dims principal components) | l2-pca")
+    cluster_space: str = key("pca", "space of the content GMM (ari_c, analyze): pca (first cluster_dims "
+                             "principal components; benchmarks/results/cluster_space.md) | raw (the "
+                             "paper's) | l2 (unit-norm codes) | l2-pca")
     cluster_dims: int = key(10, "principal components kept by the pca clustering spaces", low=1)
 
 

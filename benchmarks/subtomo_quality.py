@@ -40,6 +40,9 @@ IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-
 # over configs/subtomo.yaml).
 VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "dualcontrast-paper-pairing": ("dualcontrast", ["views.pairing=paper"], []),
+    # The reference network: c and z heads on one shared conv trunk (configs/subtomo.yaml splits it).
+    "dualcontrast-shared-trunk": ("dualcontrast", ["model.encoder_options.split=false"], []),
+    "vae2-shared-trunk": ("vae2", ["model.encoder_options.split=false"], []),
     # T = rotation + domain hinge + elastic deformation (issue 9, item 4: does a non-rigid T move
     # the conformation from c into z?)
     "dualcontrast-nonrigid": ("dualcontrast", [], ["nonrigid.yaml"]),

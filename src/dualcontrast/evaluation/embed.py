@@ -23,7 +23,7 @@ def embed(
     *,
     batch_size: int = 500,
     device: torch.device | str = "cpu",
-    progress: bool = True,
+    progress: bool | None = None,
     desc: str = "embed",
 ) -> dict[str, np.ndarray]:
     """Posterior means and log-variances of every sample, plus ids and factors.
@@ -33,6 +33,7 @@ def embed(
     a background thread reads the next batches while the model encodes this one, pages of
     memory-mapped files are handed back as it goes, and only the codes (preallocated float32
     arrays) grow with ``N``. Peak memory is that of a few batches.
+    ``progress`` None: a bar only on a terminal (tqdm's auto mode).
     """
     device = torch.device(device)
     was_training = model.training
@@ -43,7 +44,7 @@ def embed(
     indices = (np.arange(start, min(start + batch_size, n)) for start in starts)
     batches = prefetched(data, indices, device)
     bar = tqdm(
-        zip(starts, batches, strict=True), total=len(starts), desc=desc, disable=not progress, leave=False
+        zip(starts, batches, strict=True), total=len(starts), desc=desc, disable=None if progress is None else not progress, leave=False
     )
     # Auto-decoding methods (Hydra) read their codes from per-sample tables (training samples,
     # found by id) or fit them to unseen samples, which needs the rows' side data (CTF).

@@ -190,7 +190,8 @@ class DisentanglingEncoder(nn.Module):
     def __init__(self, arch: str, sample_shape: Sequence[int], dim: int, hidden: int = 256, **options: Any):
         super().__init__()
         if options.get("split"):
-            raise ConfigError("disco: model.encoder_options.split is not supported (E has one code)")
+            log.warning("disco: model.encoder_options.split ignored: DisCo's encoder E has one code")
+            options = {k: v for k, v in options.items() if k != "split"}
         self.features = build_encoder(arch, sample_shape, 1, 1, **options).features
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, *sample_shape)).shape[1]

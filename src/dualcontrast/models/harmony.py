@@ -55,6 +55,7 @@ random copy by the settings above).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -71,6 +72,8 @@ from ..transforms.geometry import warp
 from ..transforms.views import PairViews, ViewSettings
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .params import ModelParams, choice, non_negative, positive
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -208,7 +211,8 @@ class Harmony(DisentanglementModel):
             kind = "mlp" if self.dims == 2 else "conv"
         if options.get("split"):
             # Harmony's second head is the transformation's parameters, read off the content trunk.
-            raise ConfigError("harmony: model.encoder_options.split is not supported (one trunk, a k head)")
+            log.warning("harmony: model.encoder_options.split ignored: Harmony reads c and its k head off one trunk")
+            options = {k: v for k, v in options.items() if k != "split"}
         if kind == "mlp":
             enc: nn.Module = MLPEncoder(self.sample_shape, self.content_dim, 1, **{**MLP_ENCODER, **options})
         else:

@@ -34,6 +34,7 @@ def test_params_are_typed_and_checked(checks):
         checks.build("disco", {**SMALL, "generator_epochs": 2}, train={"epochs": 2})
 
 
-def test_split_encoder_is_refused(checks):
-    with pytest.raises(ConfigError, match="split"):
-        checks.build("disco", model={"encoder_options": {"split": True}})
+
+def test_split_encoder_is_ignored_with_a_warning(checks, caplog):
+    model = checks.build("disco", model={"encoder_options": {"split": True}})
+    assert "split ignored" in caplog.text and not hasattr(model.contrastor.features, "z_features")

@@ -29,6 +29,9 @@ def test_params_are_typed_and_checked():
         HarmonyParams.parse("harmony", {"scale": "yes"})
 
 
-def test_split_encoder_is_refused(checks):
-    with pytest.raises(ConfigError, match="split"):
-        checks.build("harmony", {"encoder": "conv"}, model={"encoder_options": {"split": True}})
+
+def test_split_encoder_is_ignored_with_a_warning(checks, batch, caplog):
+    # configs/subtomo.yaml asks for split trunks; Harmony's k head reads the content trunk.
+    model = checks.build("harmony", {"encoder": "conv"}, model={"encoder_options": {"split": True}})
+    assert "split ignored" in caplog.text and not getattr(model.encoder, "split", False)
+    checks.codes(model, batch, model.content_dim, model.encode(batch).z_mu.shape[1])

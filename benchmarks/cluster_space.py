@@ -19,7 +19,7 @@ import numpy as np
 
 from dualcontrast.analysis.clustering import gmm_cluster
 from dualcontrast.config import CLUSTER_SPACES
-from dualcontrast.evaluation.metrics import CONTENT
+from dualcontrast.evaluation.metrics import CONTENT, cluster_space_label
 
 
 def selection_codes(run: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -55,8 +55,7 @@ def main() -> None:
     for run in args.runs:
         codes, truth = selection_codes(run)
         for space, dims in variants:
-            label = space if dims is None else f"{space} {dims}"
-            table.setdefault(label, {})[str(run)] = score(codes, truth, space, dims, args.k_max)
+            table.setdefault(cluster_space_label(space, dims), {})[str(run)] = score(codes, truth, space, dims, args.k_max)
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{args.name}.json").write_text(json.dumps(table, indent=1))
     lines = [

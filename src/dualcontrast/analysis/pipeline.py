@@ -31,6 +31,7 @@ from ..config import Config
 from ..data.base import CONTENT, TRANSFORM, DataSplits, all_samples
 from ..evaluation.embed import embed
 from ..evaluation.figures import projection_figure
+from ..evaluation.metrics import cluster_space_label
 from ..models.base import DisentanglementModel
 from ..report import write_report
 from ..rundir import RunDir, atomic_write_json
@@ -97,7 +98,7 @@ def analyze_run(
     dims = opts.cluster_dims or cfg.eval.cluster_dims
     content = gmm_cluster(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed, space=space, dims=dims)
     doc["content_clusters"] = {
-        "space": space if space in ("raw", "l2") else f"{space} {dims}",
+        "space": cluster_space_label(space, dims),
         "k": content.k,
         "bic": content.bic,
         "k_at_bound": content.at_bound,

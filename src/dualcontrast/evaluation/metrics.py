@@ -157,8 +157,6 @@ def d_score(
     return float(clf.score(test, np.asarray(test_y)))
 
 
-
-
 def prepare_codes(codes: np.ndarray, space: str = "raw", dims: int | None = None) -> np.ndarray:
     """``codes (N, d)`` in the clustering ``space``: as given, L2-normalised rows (``l2``), their
     first ``dims`` principal components (``pca``), or both (``l2-pca``).
@@ -180,6 +178,11 @@ def prepare_codes(codes: np.ndarray, space: str = "raw", dims: int | None = None
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         x = centred @ vt[: min(dims, vt.shape[0])].T
     return x
+
+
+def cluster_space_label(space: str, dims: int | None) -> str:
+    """``"raw"``, ``"l2"``, ``"pca 10"``, ``"l2-pca 10"``: a space as :func:`prepare_codes` uses it."""
+    return f"{space} {dims}" if space.endswith("pca") else space
 
 
 def gmm_ari(

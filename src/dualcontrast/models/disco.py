@@ -71,7 +71,7 @@ from torch import nn
 
 from ..config import Config, load_config
 from ..errors import ConfigError
-from ..nn import build_encoder
+from ..nn import build_encoder, one_trunk
 from ..rundir import RunDir
 from ..transforms import PairTransform, build_transform
 from .base import MODELS, Codes, DisentanglementModel, load_trained_model
@@ -189,9 +189,7 @@ class DisentanglingEncoder(nn.Module):
 
     def __init__(self, arch: str, sample_shape: Sequence[int], dim: int, hidden: int = 256, **options: Any):
         super().__init__()
-        if options.get("split"):
-            log.warning("disco: model.encoder_options.split ignored: DisCo's encoder E has one code")
-            options = {k: v for k, v in options.items() if k != "split"}
+        options = one_trunk(options, "disco", "DisCo's encoder E has one code")
         self.features = build_encoder(arch, sample_shape, 1, 1, **options).features
         with torch.no_grad():
             n_features = self.features(torch.zeros(1, *sample_shape)).shape[1]

@@ -55,7 +55,6 @@ random copy by the settings above).
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -66,14 +65,12 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..geometry import euler_zyz_to_matrix, rotation_matrix_2d
-from ..nn import build_decoder, build_encoder
+from ..nn import build_decoder, build_encoder, one_trunk
 from ..nn.mlp import MLPEncoder
 from ..transforms.geometry import warp
 from ..transforms.views import PairViews, ViewSettings
 from .base import MODELS, Codes, DisentanglementModel, reparameterize
 from .params import ModelParams, choice, non_negative, positive
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -209,10 +206,7 @@ class Harmony(DisentanglementModel):
     def _build_encoder(self, kind: str, arch: str, options: dict[str, Any]) -> nn.Module:
         if kind == "auto":
             kind = "mlp" if self.dims == 2 else "conv"
-        if options.get("split"):
-            # Harmony's second head is the transformation's parameters, read off the content trunk.
-            log.warning("harmony: model.encoder_options.split ignored: Harmony reads c and its k head off one trunk")
-            options = {k: v for k, v in options.items() if k != "split"}
+        options = one_trunk(options, "harmony", "Harmony reads c and its k head off one trunk")
         if kind == "mlp":
             enc: nn.Module = MLPEncoder(self.sample_shape, self.content_dim, 1, **{**MLP_ENCODER, **options})
         else:

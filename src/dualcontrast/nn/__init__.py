@@ -2,7 +2,7 @@
 
 from .decoders import ConvTransposeDecoder, MLPDecoder
 from .encoders import ConvEncoder, GaussianHeads
-from .presets import ARCHITECTURES, build_decoder, build_encoder, resolve_arch
+from .presets import ARCHITECTURES, build_decoder, build_encoder, one_trunk, resolve_arch
 
 __all__ = [
     "ARCHITECTURES",
@@ -12,5 +12,6 @@ __all__ = [
     "MLPDecoder",
     "build_decoder",
     "build_encoder",
+    "one_trunk",
     "resolve_arch",
 ]

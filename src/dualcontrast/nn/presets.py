@@ -8,6 +8,7 @@ size is measured, not assumed), so e.g. ``mnist`` also runs on 64x64 grey images
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,8 @@ from torch import nn
 from ..errors import ConfigError
 from .decoders import ConvTransposeDecoder, MLPDecoder
 from .encoders import ConvEncoder
+
+log = logging.getLogger(__name__)
 
 ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
@@ -69,6 +72,15 @@ def _check_options(cls: type, spec: dict[str, Any], key: str) -> None:
         raise ConfigError(
             f"model.{key}: unknown option(s) {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
+
+
+def one_trunk(options: dict[str, Any], method: str, why: str) -> dict[str, Any]:
+    """``options`` without ``split``, with a warning where it was asked for: for methods whose
+    encoder has one trunk by design (configs/subtomo.yaml asks every method for split trunks)."""
+    if not options.get("split"):
+        return options
+    log.warning("%s: model.encoder_options.split ignored: %s", method, why)
+    return {k: v for k, v in options.items() if k != "split"}
 
 
 def build_encoder(

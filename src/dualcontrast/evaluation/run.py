@@ -182,8 +182,9 @@ def validation_scorer(
 
     - ``train.eval_every`` N > 0: every N epochs (and the last) all scores, on the validation
       codes with the classifiers fit on train codes (at most ``eval.max_fit_samples`` of them);
-    - ``train.eval_every`` 0: every epoch only the score that picks best.pt (classifier fit on
-      at most :data:`SELECTION_FIT_SAMPLES` training codes).
+    - ``train.eval_every`` 0: every epoch the score that picks best.pt, with D(c|z) and SAP(c)
+      beside it where there is a z code, so the split of identity between the codes is followed
+      on validation too (classifiers fit on at most :data:`SELECTION_FIT_SAMPLES` training codes).
 
     That score is the validation D(c|c) where the data have content labels (and the model a
     content code), else the training objective on the validation batches (``val_loss``).
@@ -216,8 +217,11 @@ def validation_scorer(
                 arrays = {**{f"train_{k}": v for k, v in tr.items()}, **{f"val_{k}": v for k, v in va.items()}}
                 scores = flat_scores(compute_metrics(arrays, cfg, on="val", raw=False))
             elif "c_mu" in tr:
-                scores = {"d_c_c": d_score(tr["c_mu"], tr[CONTENT], va["c_mu"], va[CONTENT],
-                                           seed=cfg.eval.seed, standardize=cfg.eval.standardize)}  # fmt: skip
+                scores = {f"d_c_{code}": d_score(tr[f"{code}_mu"], tr[CONTENT], va[f"{code}_mu"], va[CONTENT],
+                                                 seed=cfg.eval.seed, standardize=cfg.eval.standardize)
+                          for code in ("c", "z") if f"{code}_mu" in tr}  # fmt: skip
+                if "d_c_z" in scores:
+                    scores["sap_c"] = abs(scores["d_c_c"] - scores["d_c_z"])
         if "d_c_c" in scores:
             return ValidationScore(scores, "d_c_c", higher_is_better=True)
         terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,

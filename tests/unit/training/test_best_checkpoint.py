@@ -122,6 +122,18 @@ def test_validation_never_reads_the_test_set(tmp_path, splits):
     assert len(log) == 2 and {"d_c_c", "d_c_z", "d_z_z", "ari_c"} <= set(log[0])  # all scores, on val
 
 
+def test_the_per_epoch_validation_follows_identity_in_both_codes(tmp_path, splits):
+    """eval_every 0: best.pt is still picked by D(c|c), and D(c|z) and SAP(c) are logged beside it."""
+    cfg = tiny_cfg(2)
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, splits, validation_scorer(cfg, splits, torch.device("cpu")))
+    log = rows(run.eval_log)
+    assert len(log) == 2 and {"d_c_c", "d_c_z", "sap_c"} <= set(log[0]) and "d_z_z" not in log[0]
+    for r in log:
+        assert float(r["sap_c"]) == pytest.approx(abs(float(r["d_c_c"]) - float(r["d_c_z"])))
+    assert load_checkpoint(run.last_checkpoint)["meta"]["best"]["metric"] == "d_c_c"
+
+
 def test_unlabelled_data_are_validated_by_their_loss(tmp_path, splits):
     blind = DataSplits(*(s.subset(np.arange(len(s))) for s in (splits.train, splits.test)), val=splits.val)
     for data in (blind.train, blind.test, blind.val):

@@ -140,14 +140,19 @@ class EvalConfig:
     rotation_samples: int = key(1000, "test samples rotated by known angles for S(z) (0: no S(z))", low=0)
     figures: bool = key(True, "draw figures")
     seed: int = key(0, "seed of subsampling and projections", low=0)
-    cluster_space: str = key("pca", "space of the content GMM (ari_c, analyze): pca (first cluster_dims "
-                             "principal components; benchmarks/results/cluster_space.md) | raw (the "
-                             "paper's) | l2 (unit-norm codes) | l2-pca")
+    cluster_method: str = key("spectral", "clustering of the content codes (ari_c, analyze): spectral "
+                              "(k-nearest-neighbour graph, k by eigengap; benchmarks/results/cluster_space.md) "
+                              "| gmm (k by BIC, the paper's)")
+    cluster_space: str = key("auto", "space the content codes are clustered in: auto (l2 for spectral, pca "
+                             "for gmm) | pca (first cluster_dims principal components) | raw (the paper's) | "
+                             "l2 (unit-norm codes) | l2-pca")
     cluster_dims: int = key(10, "principal components kept by the pca clustering spaces", low=1)
+    cluster_neighbors: int = key(15, "neighbours per code in the spectral clustering's graph", low=1)
 
 
-# The clustering spaces of evaluation.metrics.prepare_codes (config stays free of numpy and torch).
-CLUSTER_SPACES = ("raw", "l2", "pca", "l2-pca")
+# The clustering methods and spaces of evaluation.clustering (config stays free of numpy and torch).
+CLUSTER_METHODS = ("spectral", "gmm")
+CLUSTER_SPACES = ("auto", "raw", "l2", "pca", "l2-pca")
 
 
 @dataclass
@@ -277,6 +282,8 @@ def build_config(*layers: dict[str, Any]) -> Config:
         _check_range(path, f, value)
     _check_transform(cfg.transform)
     _check_views(cfg.views)
+    if cfg.eval.cluster_method not in CLUSTER_METHODS:
+        raise ConfigError(f"eval.cluster_method {cfg.eval.cluster_method!r}: use one of {', '.join(CLUSTER_METHODS)}")
     if cfg.eval.cluster_space not in CLUSTER_SPACES:
         raise ConfigError(f"eval.cluster_space {cfg.eval.cluster_space!r}: use one of {', '.join(CLUSTER_SPACES)}")
     return cfg

@@ -50,6 +50,7 @@ def test_train_and_analyze_subtomograms(tmp_path):
                  "--iterations", "1", "--rotations", "100"]) == 0
     doc = json.loads((run / "analysis" / "analysis.json").read_text())
     assert doc["content_clusters"]["k"] == 2 and "ari" in doc["content_clusters"]
+    assert doc["content_clusters"]["method"] == "spectral, l2" and "eigengap" in doc["content_clusters"]
     assert "ari" in doc["conformation_clusters"]
     structures = doc["structures"]
     clusters = np.load(run / "analysis" / "clusters.npz")
@@ -75,3 +76,12 @@ def test_train_and_analyze_subtomograms(tmp_path):
     cxc = (run / "analysis" / "chimerax.cxc").read_text()
     assert all(f"averages/{name}.mrc" in cxc for name in structures)
     assert 'id="fsc"' in (run / "report.html").read_text() and cxc in (run / "report.html").read_text()
+
+
+def test_analyze_takes_the_papers_gmm_clustering(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--config", "configs/subtomo.yaml", "--epochs", "1", "-o", str(run), *SMALL, *MODEL]) == 0
+    assert main(["analyze", str(run), "--cluster-method", "gmm", "--cluster-space", "pca", "--cluster-dims", "3",
+                 "--k-max", "3", "--projection", "none", "--no-average"]) == 0
+    clusters = json.loads((run / "analysis" / "analysis.json").read_text())["content_clusters"]
+    assert clusters["method"] == "gmm, pca 3" and set(clusters["bic"]) == {"1", "2", "3"}

@@ -1,78 +1,18 @@
-"""Clusters of identities (GMM on c) and, within each, of conformations (GMM on z).
+"""Clusters of identities (on c, by :func:`~dualcontrast.evaluation.clustering.cluster_codes`:
+spectral or GMM) and, within each, of conformations (GMM on z, k by BIC unless given).
 
-The number of components is chosen by the Bayesian information criterion unless given; the
-codes are first brought into a clustering space (:func:`dualcontrast.evaluation.metrics.prepare_codes`).
+The clustering methods themselves live in :mod:`dualcontrast.evaluation.clustering`, which the
+metrics (``ari_c``) use too; they are re-exported here for analysis code.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, field
-
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
-from sklearn.mixture import GaussianMixture
 
-from ..errors import ConfigError
-from ..evaluation.metrics import prepare_codes
+from ..evaluation.clustering import Clustering, cluster_codes, gmm_cluster, spectral_cluster
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Clustering:
-    labels: np.ndarray  # (N,) cluster index per sample
-    k: int
-    bic: dict[int, float] = field(default_factory=dict)  # k -> BIC of each candidate tried
-    # BIC chose the largest k tried while more were possible: the true number may be larger.
-    at_bound: bool = False
-
-
-def gmm_cluster(
-    codes: np.ndarray,
-    k: int | None = None,
-    *,
-    k_max: int = 10,
-    seed: int = 0,
-    covariance_type: str = "full",
-    max_fit_samples: int | None = 20000,
-    space: str = "raw",
-    dims: int | None = None,
-) -> Clustering:
-    """GMM clustering of ``codes (N, d)`` in the clustering ``space`` (``dims`` components where it
-    reduces); ``k=None`` picks k in [1, k_max] by lowest BIC.
-
-    Fitting uses at most ``max_fit_samples`` rows (a seeded random subset) so large data sets
-    stay cheap; every row is then assigned by the fitted model.
-    """
-    x = prepare_codes(codes, space, dims)
-    n = len(x)
-    fit_rows = x
-    if max_fit_samples is not None and n > max_fit_samples:
-        fit_rows = x[np.random.default_rng(seed).choice(n, max_fit_samples, replace=False)]
-    if k is not None and not 1 <= k <= n:
-        raise ConfigError(f"k={k} clusters: must be between 1 and the number of samples ({n})")
-    if k is None and k_max < 1:
-        raise ConfigError(f"k_max={k_max}: BIC needs at least one candidate (k_max >= 1)")
-    candidates = [k] if k is not None else list(range(1, min(k_max, len(fit_rows)) + 1))
-    best: tuple[float, GaussianMixture] | None = None
-    bics: dict[int, float] = {}
-    for kk in candidates:
-        gmm = GaussianMixture(n_components=kk, covariance_type=covariance_type, random_state=seed,
-                              reg_covar=1e-4)
-        gmm.fit(fit_rows)
-        bics[kk] = float(gmm.bic(fit_rows))
-        if best is None or bics[kk] < best[0]:
-            best = (bics[kk], gmm)
-    assert best is not None
-    chosen = best[1].n_components
-    at_bound = k is None and len(candidates) > 1 and chosen == candidates[-1] and candidates[-1] < len(fit_rows)
-    if at_bound:
-        log.warning(
-            "BIC chose k=%d, the largest k tried (BIC still falling): the data may hold more "
-            "clusters; widen the search with --k-max (or k_max) above %d", chosen, chosen,
-        )
-    return Clustering(labels=best[1].predict(x), k=chosen, bic=bics, at_bound=at_bound)
+__all__ = ["Clustering", "ari", "cluster_codes", "cluster_within", "gmm_cluster", "spectral_cluster"]
 
 
 def cluster_within(

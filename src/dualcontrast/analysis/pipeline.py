@@ -3,7 +3,8 @@
 Steps, all written under ``RUN/analysis/``:
 
 1. codes of every sample (train + validation + test) from the run's checkpoint (best.pt when there is one);
-2. GMM on c (k by BIC unless given) -> content clusters; ARI against the true identity when known;
+2. clusters of c (``eval.cluster_method``: spectral with k by eigengap, or GMM with k by BIC;
+   k unless given) -> content clusters; ARI against the true identity when known;
 3. GMM on z inside each content cluster -> conformation clusters; ARI against the true
    (identity, state) when known, overall and inside each content cluster;
 4. projections of c and z coloured by clusters and by ground truth;
@@ -29,14 +30,15 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data.base import CONTENT, TRANSFORM, DataSplits, all_samples
+from ..evaluation.clustering import cluster_label
 from ..evaluation.embed import embed
 from ..evaluation.figures import projection_figure
-from ..evaluation.metrics import cluster_space_label
+from ..evaluation.run import clustering_options
 from ..models.base import DisentanglementModel
 from ..report import write_report
 from ..rundir import RunDir, atomic_write_json
 from .chimerax import write_chimerax_script
-from .clustering import ari, cluster_within, gmm_cluster
+from .clustering import ari, cluster_codes, cluster_within
 from .structures import TruthMaps, compare_to_truth, fsc_figure
 
 log = logging.getLogger(__name__)
@@ -44,12 +46,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AnalyzeOptions:
-    k: int | None = None  # content clusters (None: BIC)
+    k: int | None = None  # content clusters (None: chosen by the method's criterion)
     k_max: int = 10
     k_z: int | None = None  # conformation clusters per content cluster (None: BIC)
     k_z_max: int = 8
-    cluster_space: str | None = None  # space of the content GMM (None: the run's eval.cluster_space)
-    cluster_dims: int | None = None  # its principal components (None: the run's eval.cluster_dims)
+    # The content clustering; None: the run's eval.cluster_method / _space / _dims / _neighbors.
+    cluster_method: str | None = None
+    cluster_space: str | None = None
+    cluster_dims: int | None = None
+    cluster_neighbors: int | None = None
     projection: str = "auto"
     plot_samples: int = 5000
     average: bool = True
@@ -94,13 +99,14 @@ def analyze_run(
     if checkpoint is not None:
         doc["checkpoint"] = checkpoint
 
-    space = opts.cluster_space or cfg.eval.cluster_space
-    dims = opts.cluster_dims or cfg.eval.cluster_dims
-    content = gmm_cluster(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed, space=space, dims=dims)
+    given = {"method": opts.cluster_method, "space": opts.cluster_space, "dims": opts.cluster_dims,
+             "neighbors": opts.cluster_neighbors}  # fmt: skip
+    how = {key: given[key] or value for key, value in clustering_options(cfg).items()}
+    content = cluster_codes(codes["c_mu"], opts.k, k_max=opts.k_max, seed=opts.seed, **how)
     doc["content_clusters"] = {
-        "space": cluster_space_label(space, dims),
+        "method": cluster_label(how["method"], how["space"], how["dims"]),
         "k": content.k,
-        "bic": content.bic,
+        content.criterion: content.scores,
         "k_at_bound": content.at_bound,
         "sizes": np.bincount(content.labels).tolist(),
     }

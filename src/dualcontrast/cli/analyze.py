@@ -1,6 +1,7 @@
-"""Cluster identities (GMM on c) and conformations (GMM on z per identity), average and export them.
+"""Cluster identities (spectral or GMM on c) and conformations (GMM on z per identity), average and
+export them.
 
-Writes RUN/analysis/: analysis.json (cluster counts, BIC, ARI vs ground truth, AUC-FSC),
+Writes RUN/analysis/: analysis.json (cluster counts, eigengaps or BIC, ARI vs ground truth, AUC-FSC),
 codes.npz, clusters.npz, figures/ (projections of c and z by cluster and by truth, FSC curves),
 and for subtomograms averages/ (MRC + central slices per cluster), star/ (RELION particle STAR
 files per cluster, keeping every column of STAR input) and, for input without per-particle
@@ -17,7 +18,7 @@ import argparse
 import json
 import logging
 
-from ..config import CLUSTER_SPACES
+from ..config import CLUSTER_METHODS, CLUSTER_SPACES
 from .argtypes import non_negative_int, positive_int
 from .common import add_checkpoint_arg, add_device_arg
 
@@ -26,10 +27,19 @@ log = logging.getLogger(__name__)
 
 def add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="RUN", help="run directory")
-    p.add_argument("--k", type=positive_int, help="number of content clusters (default: chosen by BIC)")
-    p.add_argument("--k-max", type=positive_int, default=10, help="largest k tried by BIC")
+    p.add_argument("--k", type=positive_int, help="number of content clusters (default: chosen by the eigengap or BIC)")
+    p.add_argument("--k-max", type=positive_int, default=10, help="largest content k tried")
     p.add_argument("--k-z", type=positive_int, help="conformation clusters per content cluster (default: BIC)")
     p.add_argument("--k-z-max", type=positive_int, default=8, help="largest conformation k tried by BIC per content cluster")
+    p.add_argument(
+        "--cluster-method", choices=CLUSTER_METHODS,
+        help="clustering of the content codes: spectral (neighbour graph, k by eigengap) or gmm (k by BIC, "
+        "the paper's) (default: the run's eval.cluster_method)",
+    )  # fmt: skip
+    p.add_argument(
+        "--cluster-neighbors", type=positive_int,
+        help="neighbours per code in the spectral graph (default: the run's eval.cluster_neighbors)",
+    )  # fmt: skip
     p.add_argument(
         "--cluster-space", choices=CLUSTER_SPACES,
         help="space the content codes are clustered in (default: the run's eval.cluster_space)",
@@ -60,7 +70,8 @@ def main(args: argparse.Namespace) -> int:
     doc = analyze_run(
         args.run, device=args.device, checkpoint=args.checkpoint or "auto",
         k=args.k, k_max=args.k_max, k_z=args.k_z, k_z_max=args.k_z_max, projection=args.projection,
-        cluster_space=args.cluster_space, cluster_dims=args.cluster_dims,
+        cluster_method=args.cluster_method, cluster_space=args.cluster_space, cluster_dims=args.cluster_dims,
+        cluster_neighbors=args.cluster_neighbors,
         average=not args.no_average, max_particles=args.max_particles, n_iter=args.iterations,
         n_rotations=args.rotations, export=not args.no_export, relion_project=args.relion_project,
         seed=args.seed,

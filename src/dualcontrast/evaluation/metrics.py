@@ -12,8 +12,9 @@
   transformation state (``transform``) keeps the paper's names ``d_z_z`` (from z), ``d_z_c``
   (from c). Inside each content class (where the states of one identity are not those of
   another) the state scores are repeated under ``within_content``.
-- ``ARI(c)``: adjusted Rand index between a Gaussian mixture on the test content codes
-  (as many components as true classes) and the true content labels.
+- ``ARI(c)``: adjusted Rand index between a clustering of the test content codes into as many
+  clusters as true classes (``eval.cluster_method``: spectral clustering of the neighbour graph
+  by default, a Gaussian mixture as in the paper) and the true content labels.
 - ``S(z)`` (Table 2 of paper 001, "z contains information other than rotation (low S(z))";
   the paper does not define it). Here: test samples are rotated by known random angles (2D:
   uniform in [-max_angle, max_angle], plus the sample's own ``angle`` factor, in degrees, where
@@ -40,21 +41,20 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import adjusted_rand_score, r2_score
-from sklearn.mixture import GaussianMixture
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.preprocessing import StandardScaler
 
-from ..config import CLUSTER_SPACES
 from ..data.base import CONTENT, TRANSFORM
-from ..errors import ConfigError
+from .clustering import cluster_codes
 
 PROTOCOL = {
     "d_score": "accuracy of sklearn LogisticRegression(max_iter=1000) on code means (standardised "
     "when eval.standardize; *_raw: raw codes, as the reference evaluator), fit on train codes, "
     "scored on test codes",
     "sap": "|D(own code) - D(other code)| per factor",
-    "ari_c": "ARI of GaussianMixture(k = #true classes, full covariance, seed) on test content means "
-    "in the clustering space eval.cluster_space (raw: the paper's)",
+    "ari_c": "ARI of a clustering of the test content means into k = #true classes clusters: "
+    "eval.cluster_method (spectral: k-nearest-neighbour graph of unit-norm codes; gmm: GaussianMixture, "
+    "full covariance, the paper's) in eval.cluster_space",
     "within_content": "D(z|z), D(z|c), SAP(z) with train and test restricted to one true content class",
     "s_z": "R^2 (variance-weighted) of KNeighborsRegressor(k=10) predicting z from the pose "
     "((cos, sin) of the angle in 2D, rotation-matrix entries in 3D) of test samples rotated by "
@@ -157,42 +157,11 @@ def d_score(
     return float(clf.score(test, np.asarray(test_y)))
 
 
-def prepare_codes(codes: np.ndarray, space: str = "raw", dims: int | None = None) -> np.ndarray:
-    """``codes (N, d)`` in the clustering ``space``: as given, L2-normalised rows (``l2``), their
-    first ``dims`` principal components (``pca``), or both (``l2-pca``).
-
-    The contrastive terms see only a code's direction, and a full-covariance GMM in 50 dimensions
-    has ~1300 parameters per component, so BIC weighs the covariance of noise directions as much
-    as the groups; ``benchmarks/cluster_space.py`` measures which space separates identities.
-    """
-    if space not in CLUSTER_SPACES:
-        raise ConfigError(f"unknown clustering space {space!r}; known: {', '.join(CLUSTER_SPACES)}")
-    x = np.asarray(codes, dtype=np.float64)
-    if space.startswith("l2"):
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    if space.endswith("pca"):
-        if dims is None or dims < 1:
-            raise ConfigError(f"clustering space {space!r} needs a number of dimensions >= 1, got {dims}")
-        centred = x - x.mean(axis=0)
-        # SVD of the centred codes: the rows of vt are the principal axes, largest first.
-        _, _, vt = np.linalg.svd(centred, full_matrices=False)
-        x = centred @ vt[: min(dims, vt.shape[0])].T
-    return x
-
-
-def cluster_space_label(space: str, dims: int | None) -> str:
-    """``"raw"``, ``"l2"``, ``"pca 10"``, ``"l2-pca 10"``: a space as :func:`prepare_codes` uses it."""
-    return f"{space} {dims}" if space.endswith("pca") else space
-
-
-def gmm_ari(
-    codes: np.ndarray, labels: np.ndarray, *, seed: int = 0, space: str = "raw", dims: int | None = None
-) -> float:
-    """ARI between a GMM clustering of ``codes`` (k = number of true classes, in the clustering
-    ``space`` of :func:`prepare_codes`) and ``labels``."""
+def cluster_ari(codes: np.ndarray, labels: np.ndarray, *, seed: int = 0, **clustering: Any) -> float:
+    """ARI between a clustering of ``codes`` (k = number of true classes; ``clustering``: the
+    method, space ... of :func:`~dualcontrast.evaluation.clustering.cluster_codes`) and ``labels``."""
     k = len(np.unique(labels))
-    gmm = GaussianMixture(n_components=k, covariance_type="full", random_state=seed, reg_covar=1e-4)
-    pred = gmm.fit_predict(prepare_codes(codes, space, dims))
+    pred = cluster_codes(codes, k, seed=seed, **clustering).labels
     return float(adjusted_rand_score(labels, pred))
 
 
@@ -217,10 +186,11 @@ def disentanglement_metrics(
     seed: int = 0,
     standardize: bool = True,
     raw: bool = True,
-    cluster_space: str = "raw",
-    cluster_dims: int | None = None,
+    clustering: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """All scores the available codes and labels allow (``ari_c`` in ``cluster_space``).
+    """All scores the available codes and labels allow (``ari_c`` by ``clustering``: the method,
+    space, dims and neighbours of :func:`~dualcontrast.evaluation.clustering.cluster_codes`;
+    default its defaults).
 
     ``train`` / ``test`` hold ``c_mu``, ``z_mu`` (either may be absent) and factor labels
     (``content``, ``transform``, other states). Returns ``{"d_c_c", "d_c_z", "sap_c", "ari_c",
@@ -260,7 +230,7 @@ def disentanglement_metrics(
         # The headline is already on raw codes when standardisation is off: no second fit.
         out.update({f"{k}{_RAW_SUFFIX}": v for k, v in (scores(False) if standardize else dict(out)).items()})
     if codes["c"][1] is not None and CONTENT in test and len(np.unique(test[CONTENT])) >= 2:
-        out["ari_c"] = gmm_ari(codes["c"][1], test[CONTENT], seed=seed, space=cluster_space, dims=cluster_dims)
+        out["ari_c"] = cluster_ari(codes["c"][1], test[CONTENT], seed=seed, **(clustering or {}))
     if CONTENT in train and TRANSFORM in train:
         within = _within_content(train, test, max_fit_samples=max_fit_samples, seed=seed,
                                  standardize=standardize)  # fmt: skip

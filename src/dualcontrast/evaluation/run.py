@@ -45,9 +45,15 @@ def compute_metrics(
         seed=cfg.eval.seed,
         standardize=cfg.eval.standardize,
         raw=raw,
-        cluster_space=cfg.eval.cluster_space,
-        cluster_dims=cfg.eval.cluster_dims,
+        clustering=clustering_options(cfg),
     )
+
+
+def clustering_options(cfg: Config) -> dict[str, Any]:
+    """The content clustering of ``cfg.eval`` as keyword arguments of ``cluster_codes``."""
+    e = cfg.eval
+    return {"method": e.cluster_method, "space": e.cluster_space, "dims": e.cluster_dims,
+            "neighbors": e.cluster_neighbors}  # fmt: skip
 
 
 def rotation_max_angle(cfg: Config) -> float:

@@ -1,8 +1,9 @@
-"""GMM clustering with BIC model selection (raw and reduced spaces), and clustering within groups."""
+"""Clustering within groups (conformations inside each content cluster): labels unique across groups,
+tiny groups kept whole. The clustering methods themselves: tests/unit/evaluation/test_clustering.py."""
 
 import numpy as np
 
-from dualcontrast.analysis.clustering import ari, cluster_within, gmm_cluster
+from dualcontrast.analysis.clustering import ari, cluster_within
 
 
 def blobs(k, n_per, d=3, spread=8.0, seed=0):
@@ -10,32 +11,6 @@ def blobs(k, n_per, d=3, spread=8.0, seed=0):
     centres = rng.normal(0, spread, (k, d))
     labels = np.repeat(np.arange(k), n_per)
     return centres[labels] + rng.normal(0, 1, (k * n_per, d)), labels
-
-
-def test_bic_finds_the_number_of_blobs():
-    for k in (1, 3, 5):
-        x, truth = blobs(k, 80, seed=k)
-        result = gmm_cluster(x, k_max=7)
-        assert result.k == k
-        assert set(result.bic) == set(range(1, 8))
-        if k > 1:
-            assert ari(result.labels, truth) > 0.95
-
-
-def test_bic_in_the_leading_principal_components_ignores_noise_dimensions():
-    # Three blobs in 3 dimensions with 30 dimensions of unit noise appended, as a content code
-    # whose unused dimensions carry noise: BIC in the first 3 components finds the 3 blobs.
-    x, truth = blobs(3, 60, seed=2)
-    x = np.hstack([x, np.random.default_rng(3).normal(size=(len(x), 30))])
-    result = gmm_cluster(x, k_max=6, space="pca", dims=3)
-    assert result.k == 3 and ari(result.labels, truth) > 0.95
-
-
-def test_fixed_k_and_subsampled_fit_still_label_every_row():
-    x, truth = blobs(4, 300, seed=1)
-    result = gmm_cluster(x, k=4, max_fit_samples=200)
-    assert result.k == 4 and len(result.labels) == len(x)
-    assert ari(result.labels, truth) > 0.95
 
 
 def test_clustering_within_groups_gives_globally_unique_labels():

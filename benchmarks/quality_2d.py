@@ -63,8 +63,11 @@ def main() -> int:
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     p.add_argument("--tag", default="", help="suffix for result file names (e.g. a variant)")
     p.add_argument("--set", action="append", default=[], dest="overrides", help="config overrides")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     mnist = Path(args.data).suffix == ".npz"
     if mnist and not Path(args.data).exists():
@@ -121,6 +124,7 @@ def main() -> int:
         "",
         f"Command: `python benchmarks/quality_2d.py --data {args.data} --epochs {args.epochs} "
         f"--eval-every {args.eval_every}"
+        + (f" --threads {args.threads}" if args.threads else "")
         + "".join(f" --set {o}" for o in args.overrides)
         + (f" --tag {args.tag}" if args.tag else "")
         + "`",

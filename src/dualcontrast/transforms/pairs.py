@@ -319,12 +319,16 @@ class Elastic(PairTransform):
 
 @TRANSFORMS.register("hinge")
 class Hinge(PairTransform):
-    """A domain-hinge motion: one half of the object turns against the other about an axis
-    through the centre.
+    """A domain-hinge motion: one part of the object turns against the rest about an axis
+    through a pivot.
 
-    Per sample: a random plane through the centre (a line in 2D) splits the box; the half on
+    Per sample: a random plane through the pivot (a line in 2D) splits the box; the part on
     one side turns by ``U(-max_angle, max_angle)`` degrees about a random axis lying in that
-    plane (2D: about the centre), the other half stays. In between, the turn angle blends
+    plane (2D: about the pivot), the other part stays. The pivot is the box centre
+    (``pivot_radius: 0``, the default) or a point drawn uniformly in the disc / ball of
+    ``pivot_radius`` x half the box about it: then the plane can cut off a limb or a domain at
+    an off-centre joint (an elbow), not only halve the object. Turning the outer part or the
+    inner one differ by a global rotation, which a composed rotation already spans. In between, the turn angle blends
     smoothly with the angle ``psi`` of a point from the plane, seen from the axis, over a wedge of
     ``blend_angle`` degrees: the deformation is continuous, and the sampling map is fold-free
     because ``max_angle * 0.75 / sin(blend_angle / 2) < 1`` is required. The frame (plane normal,
@@ -334,7 +338,11 @@ class Hinge(PairTransform):
 
     name = "hinge"
 
-    def __init__(self, max_angle: float = 15.0, blend_angle: float = 60.0, mode: str = "bilinear"):
+    def __init__(
+        self, max_angle: float = 15.0, blend_angle: float = 60.0, pivot_radius: float = 0.0, mode: str = "bilinear"
+    ):
+        if not 0 <= pivot_radius <= 1:
+            raise ConfigError(f"transform.pivot_radius must be in [0, 1] (a fraction of half the box), got {pivot_radius}")
         if not 0 < blend_angle <= 180:
             raise ConfigError(f"transform.blend_angle must be in (0, 180] degrees, got {blend_angle}")
         if max_angle < 0 or math.radians(max_angle) * 0.75 / math.sin(math.radians(blend_angle) / 2) >= 1:
@@ -344,6 +352,7 @@ class Hinge(PairTransform):
             )
         self.max_angle = float(max_angle)
         self.blend_angle = float(blend_angle)
+        self.pivot_radius = float(pivot_radius)
         self.mode = mode
 
     def source(self, n: int, spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -355,6 +364,12 @@ class Hinge(PairTransform):
             frame = random_rotation_3d(n, device=like.device, dtype=like.dtype)
         theta = _uniform(n, -math.radians(self.max_angle), math.radians(self.max_angle), like)
         p = _pixel_grid(spatial, like).reshape(1, -1, k)
+        pivot = None
+        if self.pivot_radius > 0:  # drawn only then, so centred hinges keep their random stream
+            direction = F.normalize(torch.randn(n, k, device=like.device, dtype=like.dtype), dim=-1)
+            radius = self.pivot_radius * min(spatial) / 2 * torch.rand(n, 1, device=like.device, dtype=like.dtype) ** (1 / k)
+            pivot = (direction * radius)[:, None, :]
+            p = p - pivot
         # Coordinates in the frame: u[..., 0] along the plane normal, u[..., 1] in the plane, u[..., 2] the axis.
         u = p @ frame  # (n, P, k)
         in_plane = u[..., :2]
@@ -365,7 +380,10 @@ class Hinge(PairTransform):
         turn = rotation_matrix_2d(-theta[:, None] * weight)  # (n, P, 2, 2)
         turned = (turn @ in_plane[..., None]).squeeze(-1)
         u = torch.cat([turned, u[..., 2:]], -1)
-        return (u @ frame.transpose(-1, -2)).reshape(n, *spatial, k)
+        source = u @ frame.transpose(-1, -2)
+        if pivot is not None:
+            source = source + pivot
+        return source.reshape(n, *spatial, k)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         _spatial_dims(x)

@@ -122,6 +122,28 @@ def test_hinge_turns_one_half_rigidly_and_keeps_the_other():
     torch.testing.assert_close(src[moving], expect_moving[moving], atol=1e-4, rtol=0)
 
 
+def test_off_centre_hinge_turns_the_part_beyond_its_pivot():
+    t = Hinge(max_angle=20.0, blend_angle=40.0, pivot_radius=0.5)
+    n, size = 8, 32
+    torch.manual_seed(1)
+    src = t.source(n, (size, size), torch.zeros(1))
+    torch.manual_seed(1)  # replay: frame angle, turn angle, pivot direction, pivot radius
+    phi = torch.rand(n) * 2 * math.pi
+    theta = (torch.rand(n) * 2 - 1) * math.radians(20.0)
+    direction = torch.nn.functional.normalize(torch.randn(n, 2), dim=-1)
+    pivot = direction * 0.5 * size / 2 * torch.rand(n, 1) ** 0.5
+    assert float(pivot.norm(dim=-1).max()) <= 8.0 and float(pivot.norm(dim=-1).max()) > 1.0
+    p = _pixel_grid((size, size), src)
+    rel = p - pivot[:, None, None, :]
+    normal = torch.stack([torch.cos(phi), torch.sin(phi)], -1)
+    d = torch.einsum("nhwk,nk->nhw", rel, normal) / rel.norm(dim=-1).clamp_min(1e-6)
+    fixed, moving = d < -math.sin(math.radians(20.0)), d > math.sin(math.radians(20.0))
+    expect_fixed = p.expand(n, size, size, 2)
+    expect_moving = torch.einsum("nij,nhwj->nhwi", rotation_matrix_2d(-theta), rel) + pivot[:, None, None, :]
+    torch.testing.assert_close(src[fixed], expect_fixed[fixed], atol=1e-4, rtol=0)
+    torch.testing.assert_close(src[moving], expect_moving[moving], atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("dims", [2, 3])
 def test_composes_with_rotation(dims):
     cfg = build_config({"transform": {"name": "compose", "parts": [{"name": "rotation"}, {"name": "elastic"}]}})
@@ -138,6 +160,7 @@ def test_composes_with_rotation(dims):
     ({"name": "elastic", "modes": 1}, "modes"),
     ({"name": "hinge", "max_angle": 60.0}, "fold-free"),
     ({"name": "hinge", "blend_angle": 0.0}, "blend_angle"),
+    ({"name": "hinge", "pivot_radius": 1.5}, "pivot_radius"),
 ])
 def test_bad_parameters_name_the_key(spec, message):
     with pytest.raises(ConfigError, match=message):

@@ -89,8 +89,9 @@ SCORES: dict[str, Score] = {
     "d_z_c": Score("D(state|c), accuracy of c predicting the transformation state, which c should not know",
                    "lower", TRANSFORM),
     "sap_z": Score("SAP(z), separation for the state, |D(state|z) - D(state|c)|", "higher"),
-    "ari_c": Score("ARI(c), agreement of a Gaussian-mixture clustering of c with the content classes "
-                   "(adjusted Rand index: 1 perfect, 0 chance)", "higher"),
+    "ari_c": Score("ARI(c), agreement of a clustering of c (eval.cluster_method: spectral by default, "
+                   "gmm the paper's) with the content classes (adjusted Rand index: 1 perfect, 0 chance)",
+                   "higher"),
     "s_z": Score("S(z), R^2 of z predicted from the rotation of rotated test samples: 1 when z is only "
                  "the rotation, lower when z holds more (as it should for conformations)", "lower"),
     "r2_pose_z": Score("R^2(pose|z), R^2 of the rotation of rotated test samples predicted from z: "

@@ -1,0 +1,132 @@
+"""Where does the conformation go? DualContrast variants on the built-in 2D data, one table.
+
+Each variant is one run of ``quality_2d.py`` on ``shapes2d`` (same data, epochs and learning rate,
+settings differing as listed in ``VARIANTS``); this script runs the ones missing (or all with
+``--rerun``) and writes ``<results>/shapes2d_state.md`` with, per variant, the scores on the
+validation split at the checkpoint kept (what a choice may be made on) and on the test split (what
+is reported). The bar of issue 9 on this data: D(c|c) >= 0.95 and the arm-bend state measurably in
+z (D(state|z) > D(state|c)).
+
+    python benchmarks/shapes2d_state.py --threads 1
+    python benchmarks/shapes2d_state.py --variants base hinge-pivot --seeds 0 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# An off-centre hinge (a joint anywhere within half the box of the centre) composed with rotation.
+HINGE_PIVOT = "transform={name: compose, parts: [{name: rotation}, {name: hinge, max_angle: 50, blend_angle: 120, pivot_radius: 0.5}]}"
+HINGE_CENTRE = "transform={name: compose, parts: [{name: rotation}, {name: hinge, max_angle: 35}]}"
+
+# name -> (what it tests, overrides)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "base": ("the default: T = rotation, symmetric views", []),
+    "vae2": ("no contrastive terms (where a plain two-latent VAE puts the state)", ["model.name=vae2"]),
+    "no-z-neg": ("without the z-negative term", ["loss.w_z_neg=0"]),
+    "no-c-neg": ("without the c-negative term", ["loss.w_c_neg=0"]),
+    "c-neg-0.3": ("c-negative weight 0.3", ["loss.w_c_neg=0.3"]),
+    "gamma-c-10": ("a strong prior on c (gamma_c 10)", ["loss.gamma_c=10"]),
+    "c-dim-3": ("a 3-dimensional c", ["model.content_dim=3"]),
+    "hinge-centre": ("T = rotation + hinge about the centre (<= 35 deg)", [HINGE_CENTRE]),
+    "hinge-pivot": ("T = rotation + hinge about an off-centre pivot (<= 50 deg)", [HINGE_PIVOT]),
+    "hinge-pivot-gamma-c-10": ("off-centre hinge + gamma_c 10", [HINGE_PIVOT, "loss.gamma_c=10"]),
+    "hinge-pivot-no-z-neg": ("off-centre hinge, no z-negative term", [HINGE_PIVOT, "loss.w_z_neg=0"]),
+    "hinge-pivot-z-neg-0.3": ("off-centre hinge, z-negative weight 0.3", [HINGE_PIVOT, "loss.w_z_neg=0.3"]),
+}
+COLUMNS = ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "ari_c")
+LABELS = {"d_c_c": "D(c\\|c)", "d_c_z": "D(c\\|z)", "sap_c": "SAP(c)", "d_z_z": "D(state\\|z)",
+          "d_z_c": "D(state\\|c)", "ari_c": "ARI(c)"}  # fmt: skip
+
+
+def tag(variant: str, seed: int) -> str:
+    return f"state_{variant}" + (f"_seed{seed}" if seed else "")
+
+
+def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
+    stem = Path(args.runs_results) / f"shapes2d_quality_{tag(variant, seed)}.json"
+    if args.rerun or not stem.exists():
+        cmd = [sys.executable, str(REPO / "benchmarks" / "quality_2d.py"), "--data", "shapes2d",
+               "--epochs", str(args.epochs), "--eval-every", str(args.eval_every), "--tag", tag(variant, seed),
+               "--workdir", args.workdir, "--results", args.runs_results,
+               "--set", "train.progress=false", "--set", f"data.params.n_train_per_cell={args.n_per_cell}",
+               "--set", f"train.lr={args.lr}", "--set", f"train.seed={seed}"]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        for o in VARIANTS[variant][1]:
+            cmd += ["--set", o]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    doc = json.loads(stem.read_text())
+    # The validation row of the checkpoint kept: the best validation D(c|c) of the curve.
+    val = max(doc["curve"], key=lambda r: float(r["d_c_c"]))
+    return {"val": {k: float(val[k]) for k in COLUMNS if val.get(k)}, "test": doc["final"],
+            "best_epoch": int(val["epoch"]), "train_seconds": doc["train_seconds"]}  # fmt: skip
+
+
+def cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--eval-every", type=int, default=4)
+    p.add_argument("--n-per-cell", type=int, default=500)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--rerun", action="store_true", help="train again even where a variant's results exist")
+    p.add_argument("--workdir", default=str(REPO / "runs" / "bench_state"))
+    p.add_argument("--runs-results", default=str(REPO / "runs" / "bench_state_results"),
+                   help="where quality_2d.py writes each run's own result files")  # fmt: skip
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    args = p.parse_args()
+    rows = {v: [run_variant(v, s, args) for s in args.seeds] for v in args.variants}
+
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shapes2d_state.json").write_text(json.dumps({"args": vars(args), "variants": rows}, indent=1))
+    head = " | ".join(f"{LABELS[k]} val / test" for k in COLUMNS)
+    lines = [
+        "# Where does the conformation go? DualContrast variants on the built-in 2D data",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/shapes2d_state.py', *sys.argv[1:]])}`",
+        "",
+        f"- data: shapes2d, {args.n_per_cell} images per (body, bend) cell for training (10% of them held out "
+        "for validation), the built-in test split (200 per cell); 5 bodies (chance 0.20), 4 arm-bend states (chance 0.25)",
+        f"- training: {args.epochs} epochs, lr {args.lr}, seeds {args.seeds} (mean ± std where several); "
+        f"checkpoint by validation D(c|c) every {args.eval_every} epochs; each run's files in "
+        f"`{args.runs_results}` (quality_2d.py)",
+        "- val: the validation split at the kept checkpoint (choices are made on these); test: reported",
+        "",
+        f"| variant | what | best epoch | {head} | train min |",
+        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    for v, runs in rows.items():
+        cells = " | ".join(
+            f"{cell([r['val'][k] for r in runs])} / {cell([float(r['test'][k]) for r in runs])}" for k in COLUMNS
+        )
+        epochs = "/".join(str(r["best_epoch"]) for r in runs)
+        minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
+        lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
+    notes = out / "shapes2d_state_notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    (out / "shapes2d_state.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -107,7 +108,7 @@ def main() -> int:
         "for validation), the built-in test split (200 per cell); 5 bodies (chance 0.20), 4 arm-bend states (chance 0.25)",
         f"- training: {args.epochs} epochs, lr {args.lr}, seeds {args.seeds} (mean ± std where several); "
         f"checkpoint by validation D(c|c) every {args.eval_every} epochs; each run's files in "
-        f"`{args.runs_results}` (quality_2d.py)",
+        f"`{os.path.relpath(args.runs_results, REPO)}` (quality_2d.py)",
         "- val: the validation split at the kept checkpoint (choices are made on these); test: reported",
         "",
         f"| variant | what | best epoch | {head} | train min |",

@@ -9,6 +9,7 @@ Usage (from the repository root)::
     python benchmarks/quality_2d.py --epochs 30 --eval-every 2               # MNIST
     python benchmarks/quality_2d.py --data shapes2d --epochs 20              # built-in data
     python benchmarks/quality_2d.py --epochs 200 --device cuda               # the paper's schedule
+    python benchmarks/quality_2d.py --epochs 100 --resume --tag paper200     # continue a run
 
 Quality bar of the foundation issue on MNIST: D(c|c) >= 0.89 and SAP(c) >= 0.55 (paper, 200
 epochs: 0.89 / 0.31 / 0.58). On the built-in data the issue asks for D(c|c), D(c|z), D(z|z), D(z|c).
@@ -27,7 +28,9 @@ from pathlib import Path
 
 import torch
 
+from dualcontrast.config import load_yaml
 from dualcontrast.errors import DualContrastError
+from dualcontrast.rundir import RunDir
 from dualcontrast.training.runtime import cpu_model
 from dualcontrast.workflow import resolve_config, train_run
 
@@ -53,6 +56,11 @@ def device_name(device: str) -> str:
     return f"{cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def first_command(run: Path) -> str:
+    """The command line that started ``run`` (config.yaml's meta), which a resume keeps."""
+    return str(load_yaml(run / "config.yaml").get("meta", {}).get("command", "?"))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(MNIST), help="MNIST .npz (default) or a built-in name (shapes2d)")
@@ -64,6 +72,9 @@ def main() -> int:
     p.add_argument("--tag", default="", help="suffix for result file names (e.g. a variant)")
     p.add_argument("--set", action="append", default=[], dest="overrides", help="config overrides")
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run of this --data/--tag from its last checkpoint to --epochs "
+                        "(its own config; --set is not applied)")  # fmt: skip
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
@@ -82,8 +93,14 @@ def main() -> int:
     device = device_name(args.device)
     start = time.time()
     try:
-        cfg = resolve_config(data=args.data, config_files=config, settings=settings, overrides=overrides)
-        train_run(cfg, run, overwrite=True)
+        if args.resume:
+            # The run's own config with only the schedule's length changed, as `train --resume`.
+            base = load_yaml(RunDir.open(run).config)
+            cfg = resolve_config(settings={"train": {"epochs": args.epochs}}, base=base)
+            train_run(cfg, run, resume=True)
+        else:
+            cfg = resolve_config(data=args.data, config_files=config, settings=settings, overrides=overrides)
+            train_run(cfg, run, overwrite=True)
     except DualContrastError as e:
         print(f"quality_2d: {e}", file=sys.stderr)
         return 2
@@ -127,11 +144,14 @@ def main() -> int:
         + (f" --threads {args.threads}" if args.threads else "")
         + "".join(f" --set {o}" for o in args.overrides)
         + (f" --tag {args.tag}" if args.tag else "")
+        + (" --resume" if args.resume else "")
         + "`",
         "",
+        *([f"Resumed run, first started as: `{first_command(run)}`", ""] if args.resume else []),
         f"- device: {device}",
         f"- epochs: {args.epochs}; training time {train_seconds / 60:.1f} min "
-        f"({train_seconds / args.epochs:.1f} s/epoch); wall time incl. evaluation {wall / 60:.1f} min",
+        f"({train_seconds / args.epochs:.1f} s/epoch); wall time incl. evaluation {wall / 60:.1f} min"
+        + (" (of the resumed part)" if args.resume else ""),
         "- protocol: logistic regression on standardised code means, fit on the training codes, "
         "scored on the test codes (metrics.json of the run)",
         "",

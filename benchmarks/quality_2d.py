@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from dualcontrast.config import load_yaml
+from dualcontrast.config import load_yaml, read_meta
 from dualcontrast.errors import DualContrastError
 from dualcontrast.rundir import RunDir
 from dualcontrast.training.runtime import cpu_model
@@ -58,7 +58,7 @@ def device_name(device: str) -> str:
 
 def first_command(run: Path) -> str:
     """The command line that started ``run`` (config.yaml's meta), which a resume keeps."""
-    return str(load_yaml(run / "config.yaml").get("meta", {}).get("command", "?"))
+    return str(read_meta(run / "config.yaml").get("command", "?"))
 
 
 def main() -> int:

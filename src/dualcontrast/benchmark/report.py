@@ -366,8 +366,9 @@ def _header(records: Sequence[RunRecord], suite: Suite, budget: Budget, command:
         "parentheses; [paper x] = Table 1 of the paper where it reports this method and data set; "
         "`-` = not supported / not in the comparison (reason in the notes)",
         "- D(f|code): test accuracy of a logistic regression predicting factor f from the code "
-        "means (fit on train codes); SAP = |D(own) - D(other)|; ARI(c): Gaussian mixture on the "
-        "test content codes vs the true classes",
+        "means (fit on train codes); SAP = |D(own) - D(other)|; ARI(c): the test content codes "
+        "clustered by the run's eval.cluster_method (spectral by default) into as many clusters as "
+        "true classes, vs the true classes",
         f"- device: {'; '.join(devices) if devices else 'no finished runs'}",
         f"- total wall time of the finished runs (training + evaluation + figures): {format_seconds(total)}",
         f"- written {time.strftime('%Y-%m-%d %H:%M')} by dualcontrast {__version__}"

@@ -74,8 +74,10 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (1 for parallel sweeps)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run of this --data/--tag from its last checkpoint to --epochs "
-                        "(its own config; --set is not applied)")  # fmt: skip
+                        "(its own config)")  # fmt: skip
     args = p.parse_args()
+    if args.resume and args.overrides:
+        p.error("--set cannot be used with --resume: a resumed run keeps its own config")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -127,6 +127,9 @@ class TrainConfig:
     progress: bool = key(True, "show progress bars")
     eval_every: int = key(0, "all validation scores every N epochs into eval_log.csv (0: only the one "
                           "that picks best.pt, every epoch)", low=0)
+    select: str = key("d_c_c", "validation score that picks best.pt where the data have content labels: "
+                      "d_c_c (content kept in c) | d_c_c+sap_c (D(c|c) + SAP(c): content kept in c and "
+                      "kept out of z); without labels the validation loss")
 
 
 @dataclass
@@ -153,6 +156,8 @@ class EvalConfig:
 # The clustering methods and spaces of evaluation.clustering (config stays free of numpy and torch).
 CLUSTER_METHODS = ("spectral", "gmm")
 CLUSTER_SPACES = ("auto", "raw", "l2", "pca", "l2-pca")
+# train.select: the validation scores that may pick best.pt (names as in eval_log.csv).
+SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c")
 
 
 @dataclass
@@ -282,6 +287,8 @@ def build_config(*layers: dict[str, Any]) -> Config:
         _check_range(path, f, value)
     _check_transform(cfg.transform)
     _check_views(cfg.views)
+    if cfg.train.select not in SELECTION_SCORES:
+        raise ConfigError(f"train.select {cfg.train.select!r}: use one of {', '.join(SELECTION_SCORES)}")
     if cfg.eval.cluster_method not in CLUSTER_METHODS:
         raise ConfigError(f"eval.cluster_method {cfg.eval.cluster_method!r}: use one of {', '.join(CLUSTER_METHODS)}")
     if cfg.eval.cluster_space not in CLUSTER_SPACES:

@@ -22,7 +22,8 @@ def test_every_key_has_help():
                                       {"eval": {"batch_size": 0}}, {"loss": {"gamma_z": -0.1}},
                                       {"data": {"test_fraction": 0.0}}, {"train": {"epochs": 0}},
                                       {"eval": {"cluster_space": "umap"}}, {"eval": {"cluster_dims": 0}},
-                                      {"eval": {"cluster_method": "kmeans"}}, {"eval": {"cluster_neighbors": 0}}])
+                                      {"eval": {"cluster_method": "kmeans"}}, {"eval": {"cluster_neighbors": 0}},
+                                      {"train": {"select": "sap_c"}}])
 def test_out_of_range_values_name_the_key(override):
     section, values = next(iter(override.items()))
     with pytest.raises(ConfigError, match=re.escape(f"{section}.{next(iter(values))}")):

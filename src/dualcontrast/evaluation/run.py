@@ -192,8 +192,9 @@ def validation_scorer(
       beside it where there is a z code, so the split of identity between the codes is followed
       on validation too (classifiers fit on at most :data:`SELECTION_FIT_SAMPLES` training codes).
 
-    That score is the validation D(c|c) where the data have content labels (and the model a
-    content code), else the training objective on the validation batches (``val_loss``).
+    That score is ``train.select`` where the data have content labels (and the model a content
+    code): the validation D(c|c), or D(c|c) + SAP(c) where the model has a z code too; else the
+    training objective on the validation batches (``val_loss``).
     """
     val = splits.val
     if val is None:
@@ -228,6 +229,9 @@ def validation_scorer(
                           for code in ("c", "z") if f"{code}_mu" in tr}  # fmt: skip
                 if "d_c_z" in scores:
                     scores["sap_c"] = abs(scores["d_c_c"] - scores["d_c_z"])
+        if cfg.train.select == "d_c_c+sap_c" and "sap_c" in scores:
+            scores["d_c_c+sap_c"] = scores["d_c_c"] + scores["sap_c"]
+            return ValidationScore(scores, "d_c_c+sap_c", higher_is_better=True)
         if "d_c_c" in scores:
             return ValidationScore(scores, "d_c_c", higher_is_better=True)
         terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,

@@ -163,3 +163,21 @@ def test_validation_loss_steps_no_optimizer(tmp_path, splits):
         assert torch.equal(o.state_dict()["state"][0]["exp_avg"], adam[k])
     assert all(p.grad is None for p in state.model.parameters())
     assert torch.equal(rng_state()["torch"], rng)
+
+
+@pytest.mark.parametrize("eval_every", [0, 1])
+def test_select_by_content_and_separation_picks_the_best_sum(tmp_path, splits, eval_every):
+    """train.select d_c_c+sap_c: best.pt is the epoch with the highest validation D(c|c) + SAP(c),
+    logged as its own column, per-epoch score and full evaluation alike."""
+    cfg = tiny_cfg(3, select="d_c_c+sap_c", eval_every=eval_every)
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, splits, validation_scorer(cfg, splits, torch.device("cpu")))
+    log = rows(run.eval_log)
+    sums = [float(r["d_c_c+sap_c"]) for r in log]
+    assert len(sums) == 3
+    for r, s in zip(log, sums):
+        assert s == pytest.approx(float(r["d_c_c"]) + float(r["sap_c"]), abs=1e-4)
+    best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
+    assert best["metric"] == "d_c_c+sap_c" and best["epoch"] == 1 + int(np.argmax(sums))
+    assert load_checkpoint(run.best_checkpoint)["epoch"] == best["epoch"]
+

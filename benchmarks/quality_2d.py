@@ -125,6 +125,8 @@ def main() -> int:
         json.dumps(
             {
                 "final": final,
+                "checkpoint": checkpoint,
+                "best_epoch": doc.get("epoch"),
                 "curve": curve,
                 "epochs": args.epochs,
                 "device": device,

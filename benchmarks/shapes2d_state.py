@@ -68,8 +68,11 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
             cmd += ["--set", o]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     doc = json.loads(stem.read_text())
-    # The validation row of the checkpoint kept: the best validation D(c|c) of the curve.
-    val = max(doc["curve"], key=lambda r: float(r["d_c_c"]))
+    # The validation row of the checkpoint kept (files older than "best_epoch" kept the best
+    # validation D(c|c), the only rule there was).
+    kept = doc.get("best_epoch")
+    val = (next(r for r in doc["curve"] if int(r["epoch"]) == kept) if kept is not None
+           else max(doc["curve"], key=lambda r: float(r["d_c_c"])))  # fmt: skip
     return {"val": {k: float(val[k]) for k in COLUMNS if val.get(k)}, "test": doc["final"],
             "best_epoch": int(val["epoch"]), "train_seconds": doc["train_seconds"]}  # fmt: skip
 
@@ -109,7 +112,8 @@ def main() -> int:
         f"- data: shapes2d, {args.n_per_cell} images per (body, bend) cell for training (10% of them held out "
         "for validation), the built-in test split (200 per cell); 5 bodies (chance 0.20), 4 arm-bend states (chance 0.25)",
         f"- training: {args.epochs} epochs, lr {args.lr}, seeds {args.seeds} (mean ± std where several); "
-        f"checkpoint by validation D(c|c) every {args.eval_every} epochs; each run's files in "
+        "checkpoint by the validation score of train.select (D(c|c) unless a variant sets it) "
+        f"every {args.eval_every} epochs; each run's files in "
         f"`{os.path.relpath(args.runs_results, REPO)}` (quality_2d.py)",
         "- val: the validation split at the kept checkpoint (choices are made on these); test: reported",
         "",

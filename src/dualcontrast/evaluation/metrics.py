@@ -56,6 +56,8 @@ PROTOCOL = {
     "eval.cluster_method (spectral: k-nearest-neighbour graph of unit-norm codes; gmm: GaussianMixture, "
     "full covariance, the paper's) in eval.cluster_space",
     "within_content": "D(z|z), D(z|c), SAP(z) with train and test restricted to one true content class",
+    "z_use": "mean |decode(c, z[p]) - decode(c, z)| / (that + mean |decode(c[p], z) - decode(c, z)|) "
+    "over up to 256 test code means, p a random cyclic shift of them (fixed by eval.seed)",
     "s_z": "R^2 (variance-weighted) of KNeighborsRegressor(k=10) predicting z from the pose "
     "((cos, sin) of the angle in 2D, rotation-matrix entries in 3D) of test samples rotated by "
     "known random angles, fit on half, scored on the other half; r2_pose_z: the pose from z",
@@ -96,6 +98,10 @@ SCORES: dict[str, Score] = {
                  "the rotation, lower when z holds more (as it should for conformations)", "lower"),
     "r2_pose_z": Score("R^2(pose|z), R^2 of the rotation of rotated test samples predicted from z: "
                        "whether z knows the pose", "higher"),
+    "z_use": Score("z use, the decoder's reliance on z: the change of decoded test samples when z is "
+                   "swapped between them, over that change plus the change when c is swapped (0: the "
+                   "decoder ignores z, so z is no transformation code whatever the D-scores say; 0.5: "
+                   "z matters as much as c)", "higher"),
 }
 _RAW_SUFFIX = "_raw"
 
@@ -351,6 +357,46 @@ def rotation_probe(
     finally:
         model.train(was_training)
     return rotation_scores(np.concatenate(codes), pose, seed=seed)
+
+
+def decoder_z_use(
+    model: Any, c: np.ndarray, z: np.ndarray, *, n: int = 256, batch_size: int = 500, device: Any = "cpu",
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """``{"z_use": ...}``: how much the decoder reads z, from the codes ``c``, ``z`` (test means).
+
+    Each of up to ``n`` samples is decoded three times: with its own codes, with the z of
+    another sample and with the c of another sample (the same pairing, a random cyclic shift).
+    SAP(c) is high both when z holds the transformation and when the decoder ignores z; this
+    score tells the two apart. None for a model without a decoder or with fewer than 2 samples.
+    """
+    import torch
+
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(c))[:n]
+    if len(rows) < 2:
+        return None
+    other = np.roll(rows, 1)
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    change = {"z": 0.0, "c": 0.0}
+    try:
+        with torch.no_grad():
+            for start in range(0, len(rows), batch_size):
+                own, swap = rows[start : start + batch_size], other[start : start + batch_size]
+                cb, zb = (torch.from_numpy(np.asarray(a[own], np.float32)).to(device) for a in (c, z))
+                cs, zs = (torch.from_numpy(np.asarray(a[swap], np.float32)).to(device) for a in (c, z))
+                with model.autocast():
+                    base = model.decode(cb, zb)
+                    if base is None:
+                        return None
+                    change["z"] += float((model.decode(cb, zs) - base).abs().float().sum())
+                    change["c"] += float((model.decode(cs, zb) - base).abs().float().sum())
+    finally:
+        model.train(was_training)
+    total = change["z"] + change["c"]
+    return {"z_use": change["z"] / total if total > 0 else 0.0}
 
 
 # Below this many samples per class (in either split) a logistic-regression accuracy moves by

@@ -23,6 +23,7 @@ from .metrics import (
     MIN_PER_CLASS,
     PROTOCOL,
     d_score,
+    decoder_z_use,
     disentanglement_metrics,
     flat_scores,
     rotation_probe,
@@ -169,6 +170,9 @@ def evaluate_run(
             batch_size=cfg.eval.batch_size, device=device, seed=cfg.eval.seed,
         )  # fmt: skip
         scores.update(rotation or {})
+    if "test_c_mu" in arrays and "test_z_mu" in arrays:
+        scores.update(decoder_z_use(model, arrays["test_c_mu"], arrays["test_z_mu"], batch_size=cfg.eval.batch_size,
+                                    device=device, seed=cfg.eval.seed) or {})  # fmt: skip
     doc = write_metrics(run, scores, cfg=cfg, splits=splits, epoch=epoch, checkpoint=checkpoint)
     if figures and cfg.eval.figures:
         write_figures(run, cfg, model, splits, arrays, device)

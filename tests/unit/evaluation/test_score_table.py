@@ -48,7 +48,7 @@ def test_every_categorical_state_is_predicted_from_c_and_from_z(m):
 
 
 def test_one_table_names_every_score_a_run_reports(m):
-    for key in [*flat_scores(m), "s_z", "r2_pose_z"]:
+    for key in [*flat_scores(m), "s_z", "r2_pose_z", "z_use"]:
         info = score_info(key.split("@")[0])
         assert info is not None and info.better in ("higher", "lower"), key
     assert "raw" in score_info("d_c_c_raw").words and score_info("d_c_c_raw").better == "higher"

@@ -22,6 +22,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -51,7 +52,7 @@ def angle_r2(code: np.ndarray, angles_deg: np.ndarray) -> float:
     return float(cross_val_score(LinearRegression(), code, target, cv=5, scoring="r2").mean())
 
 
-def check(run_dir: Path, x: np.ndarray, n: int, out_png: Path) -> dict[str, float]:
+def check(run_dir: Path, x: np.ndarray, n: int, out_png: Path) -> dict[str, Any]:
     run = load_run(run_dir, device="cpu")
     rng = np.random.default_rng(0)
     rows = rng.choice(len(x), n, replace=False)
@@ -72,7 +73,8 @@ def check(run_dir: Path, x: np.ndarray, n: int, out_png: Path) -> dict[str, floa
     fig.suptitle(f"{run_dir.name}: c from the columns' digits, z from the first column", fontsize=8)
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
-    return {"r2_angle_z": angle_r2(z, angles), "r2_angle_c": angle_r2(c, angles), "z_share": z_share}
+    return {"r2_angle_z": angle_r2(z, angles), "r2_angle_c": angle_r2(c, angles), "z_share": z_share,
+            "checkpoint": (run.metrics or {}).get("checkpoint", "?")}  # fmt: skip
 
 
 def main() -> int:
@@ -107,8 +109,7 @@ def main() -> int:
     for run in args.runs:
         png = args.results / f"rotation_transfer_{run.name}.png"
         s = check(run, x, args.n, png)
-        label = (load_run(run).metrics or {}).get("checkpoint", "?")
-        lines.append(f"| {run.name} | {label} | {s['r2_angle_z']:.3f} | {s['r2_angle_c']:.3f} | "
+        lines.append(f"| {run.name} | {s['checkpoint']} | {s['r2_angle_z']:.3f} | {s['r2_angle_c']:.3f} | "
                      f"{s['z_share']:.3f} | [png]({png.name}) |")  # fmt: skip
     notes = args.results / "rotation_transfer_notes.md"
     if notes.exists():

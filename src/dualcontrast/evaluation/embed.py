@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import Dataset, DataSplits
-from ..models.base import DisentanglementModel
+from ..models.base import DisentanglementModel, evaluating
 from ..rundir import atomic_write
 from ..training.batches import prefetched
 
@@ -36,8 +37,6 @@ def embed(
     ``progress`` None: a bar only on a terminal (tqdm's auto mode).
     """
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     n = len(data)
     out: dict[str, np.ndarray] = {}
     starts = range(0, n, batch_size)
@@ -49,7 +48,8 @@ def embed(
     # Auto-decoding methods (Hydra) read their codes from per-sample tables (training samples,
     # found by id) or fit them to unseen samples, which needs the rows' side data (CTF).
     indexed = getattr(model, "wants_indices", False)
-    try:
+    # closing: stops the reader thread if encoding fails part-way
+    with evaluating(model), contextlib.closing(batches):
         for start, x in bar:
             with model.autocast():
                 if indexed:
@@ -62,9 +62,6 @@ def embed(
                 if key not in out:
                     out[key] = np.empty((n, value.shape[1]), dtype=np.float32)
                 out[key][start : start + x.shape[0]] = value.float().cpu().numpy()
-    finally:
-        batches.close()  # stops the reader thread if encoding failed part-way
-        model.train(was_training)
     out["ids"] = np.asarray(data.ids)
     for name, values in data.factors.items():
         out[name] = np.asarray(values)

@@ -323,6 +323,7 @@ def rotation_probe(
     import torch
 
     from ..geometry import random_rotation_3d, rotation_matrix_2d
+    from ..models.base import evaluating
     from ..transforms.geometry import warp
 
     rng = np.random.default_rng(seed)
@@ -341,21 +342,16 @@ def rotation_probe(
         rotation = random_rotation_3d(len(rows), dtype=torch.float64, generator=gen)
         pose = pose_features(rotation.numpy())
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     codes = []
-    try:
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                x = torch.from_numpy(data.batch(rows[start : start + batch_size])).to(device)
-                r = rotation[start : start + batch_size].to(device=device, dtype=x.dtype)
-                with model.autocast():
-                    z = model.embed_codes(warp(x, r)).z_mu  # the input path of every reported code
-                if z is None:
-                    return None
-                codes.append(z.float().cpu().numpy())
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            x = torch.from_numpy(data.batch(rows[start : start + batch_size])).to(device)
+            r = rotation[start : start + batch_size].to(device=device, dtype=x.dtype)
+            with model.autocast():
+                z = model.embed_codes(warp(x, r)).z_mu  # the input path of every reported code
+            if z is None:
+                return None
+            codes.append(z.float().cpu().numpy())
     return rotation_scores(np.concatenate(codes), pose, seed=seed)
 
 
@@ -372,29 +368,26 @@ def decoder_z_use(
     """
     import torch
 
+    from ..models.base import evaluating
+
     rng = np.random.default_rng(seed)
     rows = rng.permutation(len(c))[:n]
     if len(rows) < 2:
         return None
     other = np.roll(rows, 1)
     device = torch.device(device)
-    was_training = model.training
-    model.eval()
     change = {"z": 0.0, "c": 0.0}
-    try:
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                own, swap = rows[start : start + batch_size], other[start : start + batch_size]
-                cb, zb = (torch.from_numpy(np.asarray(a[own], np.float32)).to(device) for a in (c, z))
-                cs, zs = (torch.from_numpy(np.asarray(a[swap], np.float32)).to(device) for a in (c, z))
-                with model.autocast():
-                    base = model.decode(cb, zb)
-                    if base is None:
-                        return None
-                    change["z"] += float((model.decode(cb, zs) - base).abs().float().sum())
-                    change["c"] += float((model.decode(cs, zb) - base).abs().float().sum())
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            own, swap = rows[start : start + batch_size], other[start : start + batch_size]
+            cb, zb = (torch.from_numpy(np.asarray(a[own], np.float32)).to(device) for a in (c, z))
+            cs, zs = (torch.from_numpy(np.asarray(a[swap], np.float32)).to(device) for a in (c, z))
+            with model.autocast():
+                base = model.decode(cb, zb)
+                if base is None:
+                    return None
+                change["z"] += float((model.decode(cb, zs) - base).abs().float().sum())
+                change["c"] += float((model.decode(cs, zb) - base).abs().float().sum())
     total = change["z"] + change["c"]
     return {"z_use": change["z"] / total if total > 0 else 0.0}
 

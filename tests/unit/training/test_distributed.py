@@ -3,12 +3,17 @@ context, gradient buckets, one-process averaging."""
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from dualcontrast.training.distributed import GradientAverager, _buckets, env_ranks, init_distributed
 
 
 def test_launcher_environment(monkeypatch):
+    # env_ranks fills RANK / WORLD_SIZE / MASTER_PORT in from SLURM's variables; on a copy of the
+    # environment those writes end with the test instead of reaching later tests' runs.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     for var in (
         "RANK",
         "WORLD_SIZE",

@@ -42,6 +42,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hinge-pivot-gamma-c-10": ("off-centre hinge + gamma_c 10", [HINGE_PIVOT, "loss.gamma_c=10"]),
     "hinge-pivot-no-z-neg": ("off-centre hinge, no z-negative term", [HINGE_PIVOT, "loss.w_z_neg=0"]),
     "hinge-pivot-z-neg-0.3": ("off-centre hinge, z-negative weight 0.3", [HINGE_PIVOT, "loss.w_z_neg=0.3"]),
+    "swap": ("the swapped reconstruction (loss.w_swap 1)", ["loss.w_swap=1"]),
+    "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": ("the paper's pairing, off-centre hinge", ["views.pairing=paper", HINGE_PIVOT]),
 }

@@ -46,6 +46,11 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # T = rotation + domain hinge + elastic deformation (issue 9, item 4: does a non-rigid T move
     # the conformation from c into z?)
     "dualcontrast-nonrigid": ("dualcontrast", [], ["nonrigid.yaml"]),
+    # Each view also decoded from the other view's content and its own z: the decoder's only
+    # route to a view's pose is then its z (loss.w_swap; benchmarks/results/z_use.md).
+    # Weight as loss.w_rec of configs/subtomo.yaml (on MNIST 1:1 kept the pose, 3:1 averaged it away).
+    "dualcontrast-swap": ("dualcontrast", ["loss.w_swap=3"], []),
+    "dualcontrast-nonrigid-swap": ("dualcontrast", ["loss.w_swap=3"], ["nonrigid.yaml"]),
 }
 
 
@@ -195,8 +200,8 @@ def main() -> int:
         "",
         "| method | D(c\\|c) | D(c\\|z) | SAP(c) | ARI(c), chosen k | ARI(c), k=3 | "
         + " | ".join(f"D(state\\|z) {n} | D(state\\|c) {n}" for n in IDENTITIES)
-        + " | conformation ARI | AUC-FSC mean / min | train min |",
-        "|---|---|---|---|---|---|" + "---|---|" * len(IDENTITIES) + "---|---|---|",
+        + " | conformation ARI | AUC-FSC mean / min | z_use | train min |",
+        "|---|---|---|---|---|---|" + "---|---|" * len(IDENTITIES) + "---|---|---|---|",
     ]
     for m, r in results.items():
         s, a = r["metrics"], r["analysis"]
@@ -217,7 +222,8 @@ def main() -> int:
             f"{fmt(s.get('sap_c'), sd.get('sap_c'))} | "
             f"{fmt(cc.get('ari'), ccsd.get('ari'))} (k={'/'.join(str(k) for k in r['bic_k'])}) | {fmt(s.get('ari_c'), sd.get('ari_c'))} | "
             f"{zz} | {fmt(a.get('conformation_clusters', {}).get('ari'))} | "
-            f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {r['train_seconds'] / 60:.1f} |"
+            f"{fmt(auc.get('mean'))} / {fmt(auc.get('min'))} | {fmt(s.get('z_use'), sd.get('z_use'))} | "
+            f"{r['train_seconds'] / 60:.1f} |"
         )
     lines += ["", "Checkpoint scored per run (kept by validation D(c|c) on 10% of the training split):"]
     lines += [f"- {m}: {'; '.join(str(c) for c in r['checkpoints'])}" for m, r in results.items()]

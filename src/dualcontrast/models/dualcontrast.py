@@ -12,7 +12,12 @@ Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two indepen
 - ``L_con(z)``: push ``z(x)`` from ``z(T(x))`` (negative), and pull together the z codes of two
   images decoded from one prior draw ``z*`` with the (detached) contents of two other samples
   (positive). The positive z term is minimised by a second, encoder-only Adam, as in the
-  reference scripts.
+  reference scripts;
+- optionally (``loss.w_swap``, not in the paper) the swapped reconstruction: ``x`` decoded from
+  ``c(T(x))`` and ``z(x)``, ``T(x)`` from ``c(x)`` and ``z(T(x))``. The published terms leave a
+  way out: the cosine terms see only the directions of c, so c can carry the pose in small
+  deviations and the decoder never reads z (``benchmarks/results/z_use.md``). Decoding a view
+  with the other view's content, the only route to its own pose is its own z.
 
 Two training steps with the same objective (``train.step``):
 
@@ -36,7 +41,13 @@ import torch
 
 from ..config import Config, LossConfig
 from ..errors import ConfigError
-from ..losses import cosine_distance_loss, cosine_similarity_loss, derangement, vae_objective
+from ..losses import (
+    cosine_distance_loss,
+    cosine_similarity_loss,
+    derangement,
+    reconstruction_mse,
+    vae_objective,
+)
 from ..nn import build_decoder, build_encoder
 from ..transforms import PairTransform, build_transform
 from ..transforms.views import PairViews, ViewSettings
@@ -162,14 +173,22 @@ class DualContrast(DisentanglementModel):
         c_neg: torch.Tensor | None,
         rec_x: torch.Tensor,
         rec_t: torch.Tensor | None,
+        rec_swap: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Everything minimised by the main optimizer. Returns (loss, raw terms)."""
+        """Everything minimised by the main optimizer. Returns (loss, raw terms).
+
+        ``rec_swap``: ``(2B, ...)``, ``x`` then ``T(x)`` decoded with each other's content.
+        """
         terms = self._vae_terms(x, rec_x, cx)
         loss = self._vae_loss(terms)
         if rec_t is not None:
             tt = self._vae_terms(xt, rec_t, ct)
             loss = loss + self._vae_loss(tt)
             terms = {k: terms[k] + tt[k] for k in terms}
+        if rec_swap is not None:
+            swap_x, swap_t = rec_swap.float().chunk(2)
+            terms["rec_swap"] = reconstruction_mse(swap_x, x.float()) + reconstruction_mse(swap_t, xt.float())
+            loss = loss + self.loss_cfg.w_swap * terms["rec_swap"]
         cxm, ctm = cx.c_mu.float(), ct.c_mu.float()
         if self.loss_cfg.w_c_pos:
             terms["c_pos"] = cosine_distance_loss(cxm, ctm)
@@ -205,12 +224,15 @@ class DualContrast(DisentanglementModel):
             z_star=torch.randn(b, self.transform_dim, device=dev, dtype=dt),
         )
 
-    def _decode_sample(self, codes: Codes, eps_c: torch.Tensor, eps_z: torch.Tensor) -> torch.Tensor:
+    def _sample_codes(
+        self, codes: Codes, eps_c: torch.Tensor, eps_z: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         assert codes.c_mu is not None and codes.c_logvar is not None
         assert codes.z_mu is not None and codes.z_logvar is not None
-        return self.decoder(
-            _sample(codes.c_mu, codes.c_logvar, eps_c), _sample(codes.z_mu, codes.z_logvar, eps_z)
-        )
+        return _sample(codes.c_mu, codes.c_logvar, eps_c), _sample(codes.z_mu, codes.z_logvar, eps_z)
+
+    def _decode_sample(self, codes: Codes, eps_c: torch.Tensor, eps_z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(*self._sample_codes(codes, eps_c, eps_z))
 
     def _z_positive(self, z1: torch.Tensor, z2: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         terms["z_pos"] = cosine_distance_loss(z1.float(), z2.float())
@@ -232,13 +254,20 @@ class DualContrast(DisentanglementModel):
         with self.autocast():
             both = self.encode(torch.cat([d.xa, d.xt]))
             cx, ct = both.split([b, b])
-            if lc.vae_on_transformed:
+            rec_swap = None
+            if lc.w_swap:
+                # One decoder pass: [c; c with the views' halves exchanged] with [z; z].
+                c_s, z_s = self._sample_codes(both, d.eps_c, d.eps_z)
+                rec, rec_swap = self.decoder(torch.cat([c_s, c_s.roll(b, 0)]), z_s.repeat(2, 1)).split([2 * b, 2 * b])
+                rec_x, rec_t = rec.split([b, b])
+                rec_t = rec_t if lc.vae_on_transformed else None
+            elif lc.vae_on_transformed:
                 rec_x, rec_t = self._decode_sample(both, d.eps_c, d.eps_z).split([b, b])
             else:
                 rec_x, rec_t = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b]), None
             assert cx.c_mu is not None
             c_neg = cx.c_mu[d.neg] if lc.w_c_neg else None
-            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t)
+            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t, rec_swap)
             z_pos_loss = None
             if lc.w_z_pos:
                 c = cx.c_mu.detach()
@@ -313,8 +342,13 @@ class DualContrast(DisentanglementModel):
             rec_x = self._decode_sample(cx, d.eps_c[:b], d.eps_z[:b])
             ct = self.encode(d.xt)
             rec_t = self._decode_sample(ct, d.eps_c[b:], d.eps_z[b:]) if lc.vae_on_transformed else None
+            rec_swap = None
+            if lc.w_swap:
+                c_x, z_x = self._sample_codes(cx, d.eps_c[:b], d.eps_z[:b])
+                c_t, z_t = self._sample_codes(ct, d.eps_c[b:], d.eps_z[b:])
+                rec_swap = torch.cat([self.decoder(c_t, z_x), self.decoder(c_x, z_t)])
             c_neg = self.encode(d.xa[d.neg]).c_mu if lc.w_c_neg else None
-            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t)
+            loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t, rec_swap)
         opt["main"].zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer_step(opt["main"])

@@ -84,6 +84,12 @@ CASES = {
         {"model": {**SMALL_3D, "decoder_options": {"hidden": (64, 64)}}},
     ),
     "no-con-c": ((1, 20, 20), "mlp", {"model": {"name": "dualcontrast-no-con-c"}}),
+    "swapped-reconstruction": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7}}),
+    "swapped-reconstruction-vae-on-x-only": (
+        (1, 20, 20),
+        "mlp",
+        {"loss": {"w_swap": 1.0, "vae_on_transformed": False}},
+    ),
     "pos-only": ((1, 20, 20), "mlp", {"model": {"name": "dualcontrast-pos-only"}}),
 }
 

@@ -86,6 +86,10 @@ class LossConfig:
     # (see benchmarks/results/subtomo_quality.md).
     contrastive_warmup: int = key(0, "epochs over which the cosine weights ramp from 0 (0: none)", low=0)
     vae_on_transformed: bool = key(True, "also apply the VAE loss to the transformed copies")
+    # The prior draw is the paper's; it yields images like the data only when the codes follow
+    # the prior, which a small gamma_z does not ask of them.
+    z_pos_source: str = key("prior", "z* of the z-positive pairs: prior (a N(0, I) draw, as published) | "
+                            "codes (the z mean of another sample in the batch, detached)")
     # Not in the paper: its objective lets c carry the pose (the cosine terms see directions
     # only), and then the decoder ignores z (benchmarks/results/z_use.md).
     w_swap: float = key(0.0, "weight of the swapped reconstruction: each view decoded from the other "

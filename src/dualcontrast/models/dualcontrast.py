@@ -12,7 +12,8 @@ Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two indepen
 - ``L_con(z)``: push ``z(x)`` from ``z(T(x))`` (negative), and pull together the z codes of two
   images decoded from one prior draw ``z*`` with the (detached) contents of two other samples
   (positive). The positive z term is minimised by a second, encoder-only Adam, as in the
-  reference scripts;
+  reference scripts. ``loss.z_pos_source: codes`` takes ``z*`` from the batch's own z codes
+  instead of the prior, so the decoded pair looks like data whatever ``gamma_z`` is;
 - optionally (``loss.w_swap``, not in the paper) the swapped reconstruction: ``x`` decoded from
   ``c(T(x))`` and ``z(x)``, ``T(x)`` from ``c(x)`` and ``z(T(x))``. The published terms leave a
   way out: the cosine terms see only the directions of c, so c can carry the pose in small
@@ -64,6 +65,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 }
 
 STEPS = ("fused", "reference")
+Z_POS_SOURCES = ("prior", "codes")
 
 
 class DualContrast(DisentanglementModel):
@@ -234,6 +236,14 @@ class DualContrast(DisentanglementModel):
     def _decode_sample(self, codes: Codes, eps_c: torch.Tensor, eps_z: torch.Tensor) -> torch.Tensor:
         return self.decoder(*self._sample_codes(codes, eps_c, eps_z))
 
+    def _z_star(self, d: StepDraws, z_mu: torch.Tensor | None) -> torch.Tensor:
+        """The shared z of each z-positive pair: the prior draw, or (``codes``) the z mean of the
+        sample the content negatives pair it with, detached."""
+        if self.loss_cfg.z_pos_source == "codes":
+            assert z_mu is not None
+            return z_mu.detach()[d.neg]
+        return d.z_star
+
     def _z_positive(self, z1: torch.Tensor, z2: torch.Tensor, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         terms["z_pos"] = cosine_distance_loss(z1.float(), z2.float())
         return self._cos_weight("w_z_pos") * terms["z_pos"]
@@ -271,9 +281,10 @@ class DualContrast(DisentanglementModel):
             z_pos_loss = None
             if lc.w_z_pos:
                 c = cx.c_mu.detach()
+                z_star = self._z_star(d, cx.z_mu)
                 with torch.no_grad():
                     pair = self.views.finish(
-                        self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), d.z_star.repeat(2, 1))
+                        self.decoder(torch.cat([c[d.perm_a], c[d.perm_b]]), z_star.repeat(2, 1))
                     )
                 _, _, z_pair, _ = torch.func.functional_call(self.encoder, shadow, (pair,))
                 z_pos_loss = self._z_positive(z_pair[:b], z_pair[b:], terms)
@@ -357,8 +368,9 @@ class DualContrast(DisentanglementModel):
                 c_a = self.encode(d.xa[d.perm_a]).c_mu
                 c_b = self.encode(d.xa[d.perm_b]).c_mu
                 assert c_a is not None and c_b is not None
-                x1 = self.views.finish(self.decoder(c_a.detach(), d.z_star))
-                x2 = self.views.finish(self.decoder(c_b.detach(), d.z_star))
+                z_star = self._z_star(d, self.encode(d.xa).z_mu if lc.z_pos_source == "codes" else None)
+                x1 = self.views.finish(self.decoder(c_a.detach(), z_star))
+                x2 = self.views.finish(self.decoder(c_b.detach(), z_star))
                 z1, z2 = self.encode(x1).z_mu, self.encode(x2).z_mu
                 assert z1 is not None and z2 is not None
                 z_pos_loss = self._z_positive(z1, z2, terms)
@@ -416,6 +428,8 @@ def _check_loss(lc: LossConfig) -> None:
         raise ConfigError(f"loss.kl_normalization must be 'pixels' or 'sample', got {lc.kl_normalization!r}")
     if lc.cosine_scale not in ("mean", "per_dim"):
         raise ConfigError(f"loss.cosine_scale must be 'mean' or 'per_dim', got {lc.cosine_scale!r}")
+    if lc.z_pos_source not in Z_POS_SOURCES:
+        raise ConfigError(f"loss.z_pos_source must be one of {', '.join(Z_POS_SOURCES)}, got {lc.z_pos_source!r}")
     if lc.contrastive_warmup < 0:
         raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 

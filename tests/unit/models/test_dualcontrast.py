@@ -124,10 +124,23 @@ def test_swapped_reconstruction_decodes_each_view_with_the_other_views_content()
     assert "rec_swap" not in off.training_step(x, off.configure_optimizers(1e-3))
 
 
+def test_z_positive_pairs_share_another_samples_z_code_with_codes_source():
+    """``codes``: z* of pair i is the z mean of the sample ``neg[i]``, not the prior draw."""
+    torch.manual_seed(0)
+    m = model_for((1, 16, 16), loss={"z_pos_source": "codes"})
+    x = torch.rand(6, 1, 16, 16)
+    d = m.draw(x)
+    z_mu = m.encode(d.xa).z_mu
+    torch.testing.assert_close(m._z_star(d, z_mu), z_mu.detach()[d.neg])
+    prior = model_for((1, 16, 16))
+    assert torch.equal(prior._z_star(d, z_mu), d.z_star)
+
+
 @pytest.mark.parametrize("layer,message", [
     ({"loss": {"kl": "wrong"}}, "loss.kl"),
     ({"loss": {"cosine_scale": "sum"}}, "loss.cosine_scale"),
     ({"loss": {"contrastive_warmup": -1}}, "loss.contrastive_warmup"),
+    ({"loss": {"z_pos_source": "posterior"}}, "loss.z_pos_source"),
     ({"train": {"step": "fast"}}, "train.step"),
     ({"model": {"arch": "resnet"}}, "model.arch"),
     ({"model": {"decoder": "transformer"}}, "model.decoder"),

@@ -84,6 +84,7 @@ CASES = {
         {"model": {**SMALL_3D, "decoder_options": {"hidden": (64, 64)}}},
     ),
     "no-con-c": ((1, 20, 20), "mlp", {"model": {"name": "dualcontrast-no-con-c"}}),
+    "z-positive-from-codes": ((1, 20, 20), "mlp", {"loss": {"z_pos_source": "codes"}}),
     "swapped-reconstruction": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7}}),
     "swapped-reconstruction-vae-on-x-only": (
         (1, 20, 20),

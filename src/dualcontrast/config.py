@@ -86,6 +86,10 @@ class LossConfig:
     # (see benchmarks/results/subtomo_quality.md).
     contrastive_warmup: int = key(0, "epochs over which the cosine weights ramp from 0 (0: none)", low=0)
     vae_on_transformed: bool = key(True, "also apply the VAE loss to the transformed copies")
+    # Two views of one image differ only by T; |cos| -> 0 for every two draws of T, also nearly
+    # equal ones, is more than any smooth code of the pose can give (benchmarks/results/z_use.md).
+    z_neg_margin: float = key(0.0, "z-negative pairs with |cos| at or below this are not pushed "
+                              "(0: every pair, as published)", low=0, high=1, high_open=True)
     # The prior draw is the paper's; it yields images like the data only when the codes follow
     # the prior, which a small gamma_z does not ask of them.
     z_pos_source: str = key("prior", "z* of the z-positive pairs: prior (a N(0, I) draw, as published) | "

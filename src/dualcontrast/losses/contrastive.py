@@ -11,13 +11,15 @@ def abs_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Ten
     return F.cosine_similarity(a, b, dim=-1, eps=eps).abs()
 
 
-def cosine_similarity_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Push pairs to orthogonal: ``mean_i |cos(a_i, b_i)|``. ``(B, d), (B, d) -> ()``.
+def cosine_similarity_loss(a: torch.Tensor, b: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
+    """Push pairs to orthogonal: ``mean_i max(0, |cos(a_i, b_i)| - margin)``. ``(B, d), (B, d) -> ()``.
 
-    The reference scripts divide the sum by ``B * d`` instead of ``B`` (an extra ``1/d``); that
-    factor is a loss weight here (``loss.cosine_scale``), not hidden in the function.
+    ``margin`` 0 is the published term. The reference scripts divide the sum by ``B * d`` instead
+    of ``B`` (an extra ``1/d``); that factor is a loss weight here (``loss.cosine_scale``), not
+    hidden in the function.
     """
-    return abs_cosine(a, b).mean()
+    cos = abs_cosine(a, b)
+    return (cos - margin).clamp_min(0).mean() if margin else cos.mean()
 
 
 def cosine_distance_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -199,7 +199,7 @@ class DualContrast(DisentanglementModel):
             terms["c_neg"] = cosine_similarity_loss(cxm, c_neg.float())
             loss = loss + self._cos_weight("w_c_neg") * terms["c_neg"]
         if self.loss_cfg.w_z_neg:
-            terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float())
+            terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float(), self.loss_cfg.z_neg_margin)
             loss = loss + self._cos_weight("w_z_neg") * terms["z_neg"]
         return loss, terms
 

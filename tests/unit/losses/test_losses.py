@@ -96,6 +96,19 @@ def test_cosine_losses_on_known_pairs():
     assert cosine_distance_loss(a, orthogonal).item() == pytest.approx(1.0)
 
 
+def test_cosine_similarity_margin_leaves_pairs_below_it_alone():
+    """Known |cos| 1, 0.6 and 0: with margin 0.5 only the excess over 0.5 counts (0.5, 0.1, 0)."""
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[-2.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    assert cosine_similarity_loss(a, b, margin=0.5).item() == pytest.approx((0.5 + 0.1 + 0.0) / 3)
+    assert cosine_similarity_loss(a, b).item() == pytest.approx((1.0 + 0.6 + 0.0) / 3)
+    # A pair under the margin gets no gradient; the same pair above it does.
+    for margin, pushed in [(0.9, False), (0.7, True)]:
+        c = torch.tensor([[0.8, 0.6]], requires_grad=True)  # |cos| 0.8 with a[0]
+        cosine_similarity_loss(a[:1], c, margin=margin).backward()
+        assert bool(c.grad.abs().max() > 0) is pushed
+
+
 @pytest.mark.parametrize("n", [2, 3, 10, 100])
 def test_derangement_has_no_fixed_point_and_is_a_permutation(n):
     torch.manual_seed(n)

@@ -85,6 +85,7 @@ CASES = {
     ),
     "no-con-c": ((1, 20, 20), "mlp", {"model": {"name": "dualcontrast-no-con-c"}}),
     "z-positive-from-codes": ((1, 20, 20), "mlp", {"loss": {"z_pos_source": "codes"}}),
+    "z-negative-margin": ((1, 20, 20), "mlp", {"loss": {"z_neg_margin": 0.05}}),
     "swapped-reconstruction": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7}}),
     "swapped-reconstruction-vae-on-x-only": (
         (1, 20, 20),

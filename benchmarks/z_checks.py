@@ -1,0 +1,131 @@
+"""Can the decoder be made to read z without identity moving into it? Short MNIST checks, one table.
+
+Each variant is one run of ``quality_2d.py`` on MNIST (10,000 training images, 20 epochs, the
+library defaults otherwise, settings differing as listed in ``VARIANTS``); this script runs the
+ones missing (or all with ``--rerun``) and writes ``<results>/z_checks.md`` with, per variant, the
+test scores at the checkpoint kept by validation D(c|c): D(c|c), D(c|z), SAP(c), R^2(pose|z)
+(does z know the rotation) and z_use (does the decoder read z). The aim: z_use and R^2(pose|z)
+up, D(c|z) down. Short and small on purpose (about 2.5 min a run on one thread): a screen for
+what to run at full length, not a result about the full schedule.
+
+    python benchmarks/z_checks.py --threads 1 --seeds 0 1
+    python benchmarks/z_checks.py --variants default paper-pairing --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shapes2d_state import cell
+
+# name -> (what it tests, overrides)
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "default": ("the library defaults (symmetric views, every loss weight 1)", []),
+    "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
+    "no-z-neg": ("without the z-negative term", ["loss.w_z_neg=0"]),
+    "z-neg-0.1": ("z-negative weight 0.1", ["loss.w_z_neg=0.1"]),
+    "z-neg-0.3": ("z-negative weight 0.3", ["loss.w_z_neg=0.3"]),
+    "z-neg-0.1-gamma-z-1": ("z-negative weight 0.1, gamma_z 1", ["loss.w_z_neg=0.1", "loss.gamma_z=1"]),
+    "z-neg-margin-0.5": ("z-negative pairs pushed only above |cos| 0.5", ["loss.z_neg_margin=0.5"]),
+    "swap": ("the swapped reconstruction, weight 1", ["loss.w_swap=1"]),
+    "swap-3": ("the swapped reconstruction, weight 3", ["loss.w_swap=3"]),
+    "swap-z-neg-0.3": ("swapped reconstruction, z-negative weight 0.3", ["loss.w_swap=1", "loss.w_z_neg=0.3"]),
+    "swap-gamma-z-0.1": ("swapped reconstruction, gamma_z 0.1", ["loss.w_swap=1", "loss.gamma_z=0.1"]),
+    "swap-gamma-z-0.5": ("swapped reconstruction, gamma_z 0.5", ["loss.w_swap=1", "loss.gamma_z=0.5"]),
+    "z-pos-codes-z-neg-0.3": ("z* of the z-positive pairs from the batch's z codes, z-negative weight 0.3",
+                              ["loss.z_pos_source=codes", "loss.w_z_neg=0.3"]),
+    "z-pos-codes-no-z-neg": ("z* from the batch's z codes, no z-negative term",
+                             ["loss.z_pos_source=codes", "loss.w_z_neg=0"]),
+    "paper-pairing-swap": ("the paper's pairing with the swapped reconstruction",
+                           ["views.pairing=paper", "loss.w_swap=1"]),
+}  # fmt: skip
+COLUMNS = ("d_c_c", "d_c_z", "sap_c", "r2_pose_z", "z_use")
+LABELS = {"d_c_c": "D(c\\|c)", "d_c_z": "D(c\\|z)", "sap_c": "SAP(c)", "r2_pose_z": "R^2(pose\\|z)",
+          "z_use": "z_use"}  # fmt: skip
+
+
+def tag(variant: str, seed: int) -> str:
+    return f"zcheck_{variant}" + (f"_seed{seed}" if seed else "")
+
+
+def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
+    stem = Path(args.runs_results) / f"mnist_quality_{tag(variant, seed)}.json"
+    if args.rerun or not stem.exists():
+        cmd = [sys.executable, str(REPO / "benchmarks" / "quality_2d.py"), "--data", str(args.data),
+               "--epochs", str(args.epochs), "--eval-every", str(args.eval_every), "--tag", tag(variant, seed),
+               "--workdir", args.workdir, "--results", args.runs_results,
+               "--set", "train.progress=false", "--set", f"data.max_samples={args.max_samples}",
+               "--set", "eval.projection=pca", "--set", f"train.seed={seed}"]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        for o in VARIANTS[variant][1]:
+            cmd += ["--set", o]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    doc = json.loads(stem.read_text())
+    return {"test": doc["final"], "best_epoch": doc.get("best_epoch"), "train_seconds": doc["train_seconds"]}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--data", type=Path, default=MNIST)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--max-samples", type=int, default=10000, help="MNIST training images used")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--rerun", action="store_true", help="train again even where a variant's results exist")
+    p.add_argument("--workdir", default=str(REPO / "runs" / "zc"))
+    p.add_argument("--runs-results", default=str(REPO / "runs" / "bench_zchecks_results"),
+                   help="where quality_2d.py writes each run's own result files")  # fmt: skip
+    p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    args = p.parse_args()
+    if not args.data.exists():
+        print(f"z_checks: MNIST not found at {args.data}; pass --data", file=sys.stderr)
+        return 2
+    rows = {v: [run_variant(v, s, args) for s in args.seeds] for v in args.variants}
+
+    out = Path(args.results)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "z_checks.json").write_text(json.dumps({"args": vars(args), "variants": rows}, indent=1, default=str))
+    lines = [
+        "# Making the decoder read z: short MNIST checks",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/z_checks.py', *sys.argv[1:]])}`",
+        "",
+        f"- data: MNIST, the first {args.max_samples} training images (10% of them held out for validation), "
+        "the full test set; 10 classes (chance 0.10)",
+        f"- training: {args.epochs} epochs, library defaults otherwise (lr 1e-4, StepLR(50), d = 10), "
+        f"seeds {args.seeds} (mean ± std where several); checkpoint by validation D(c|c) every "
+        f"{args.eval_every} epochs; each run's files in `{os.path.relpath(args.runs_results, REPO)}` (quality_2d.py)",
+        "- scores on the test split at the kept checkpoint; R^2(pose|z) and z_use as in the README's metrics "
+        "table (z_use 0: the decoder ignores z)",
+        "",
+        "| variant | what | kept epoch | " + " | ".join(LABELS[k] for k in COLUMNS) + " | train min |",
+        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+    ]
+    for v, runs in rows.items():
+        cells = " | ".join(cell([float(r["test"][k]) for r in runs]) for k in COLUMNS)
+        epochs = "/".join(str(r["best_epoch"]) for r in runs)
+        minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
+        lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
+    notes = out / "z_checks_notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    (out / "z_checks.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,10 +23,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shapes2d_state import cell
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
 
 # name -> (what it tests, overrides)
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -97,7 +98,9 @@ def main() -> int:
 
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "z_checks.json").write_text(json.dumps({"args": vars(args), "variants": rows}, indent=1, default=str))
+    (out / "z_checks.json").write_text(
+        json.dumps({"args": vars(args), "variants": rows}, indent=1, default=str)
+    )
     lines = [
         "# Making the decoder read z: short MNIST checks",
         "",

@@ -91,7 +91,8 @@ class LossConfig:
     z_neg_margin: float = key(0.0, "z-negative pairs with |cos| at or below this are not pushed "
                               "(0: every pair, as published)", low=0, high=1, high_open=True)
     # The prior draw is the paper's; it yields images like the data only when the codes follow
-    # the prior, which a small gamma_z does not ask of them.
+    # the prior, which a small gamma_z does not ask of them. Measured, "codes" does not take
+    # identity out of z: the pair shares the identity z* came with (benchmarks/results/z_checks.md).
     z_pos_source: str = key("prior", "z* of the z-positive pairs: prior (a N(0, I) draw, as published) | "
                             "codes (the z mean of another sample in the batch, detached)")
     # Not in the paper: its objective lets c carry the pose (the cosine terms see directions

@@ -18,9 +18,11 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import cell, quality_2d_result, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,7 +47,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "swap": ("the swapped reconstruction (loss.w_swap 1)", ["loss.w_swap=1"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
-    "paper-pairing-hinge-pivot": ("the paper's pairing, off-centre hinge", ["views.pairing=paper", HINGE_PIVOT]),
+    "paper-pairing-hinge-pivot": (
+        "the paper's pairing, off-centre hinge",
+        ["views.pairing=paper", HINGE_PIVOT],
+    ),
 }
 COLUMNS = ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "ari_c")
 LABELS = {"d_c_c": "D(c\\|c)", "d_c_z": "D(c\\|z)", "sap_c": "SAP(c)", "d_z_z": "D(state\\|z)",
@@ -57,19 +62,12 @@ def tag(variant: str, seed: int) -> str:
 
 
 def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
-    stem = Path(args.runs_results) / f"shapes2d_quality_{tag(variant, seed)}.json"
-    if args.rerun or not stem.exists():
-        cmd = [sys.executable, str(REPO / "benchmarks" / "quality_2d.py"), "--data", "shapes2d",
-               "--epochs", str(args.epochs), "--eval-every", str(args.eval_every), "--tag", tag(variant, seed),
-               "--workdir", args.workdir, "--results", args.runs_results,
-               "--set", "train.progress=false", "--set", f"data.params.n_train_per_cell={args.n_per_cell}",
-               "--set", f"train.lr={args.lr}", "--set", f"train.seed={seed}"]  # fmt: skip
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        for o in VARIANTS[variant][1]:
-            cmd += ["--set", o]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    doc = json.loads(stem.read_text())
+    settings = [f"data.params.n_train_per_cell={args.n_per_cell}", f"train.lr={args.lr}", f"train.seed={seed}",
+                *VARIANTS[variant][1]]  # fmt: skip
+    doc = quality_2d_result(
+        "shapes2d", tag(variant, seed), settings, epochs=args.epochs, eval_every=args.eval_every,
+        workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
+    )  # fmt: skip
     # The validation row of the checkpoint kept (files older than "best_epoch" kept the best
     # validation D(c|c), the only rule there was).
     kept = doc.get("best_epoch")
@@ -77,12 +75,6 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
            else max(doc["curve"], key=lambda r: float(r["d_c_c"])))  # fmt: skip
     return {"val": {k: float(val[k]) for k in COLUMNS if val.get(k)}, "test": doc["final"],
             "best_epoch": int(val["epoch"]), "train_seconds": doc["train_seconds"]}  # fmt: skip
-
-
-def cell(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> int:
@@ -124,16 +116,13 @@ def main() -> int:
     ]
     for v, runs in rows.items():
         cells = " | ".join(
-            f"{cell([r['val'][k] for r in runs])} / {cell([float(r['test'][k]) for r in runs])}" for k in COLUMNS
+            f"{cell([r['val'][k] for r in runs])} / {cell([float(r['test'][k]) for r in runs])}"
+            for k in COLUMNS
         )
         epochs = "/".join(str(r["best_epoch"]) for r in runs)
         minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
         lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
-    notes = out / "shapes2d_state_notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (out / "shapes2d_state.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, "shapes2d_state", lines)
     return 0
 
 

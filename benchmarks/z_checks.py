@@ -19,12 +19,11 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapes2d_state import cell
+from sweep import cell, quality_2d_result, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
@@ -60,19 +59,12 @@ def tag(variant: str, seed: int) -> str:
 
 
 def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
-    stem = Path(args.runs_results) / f"mnist_quality_{tag(variant, seed)}.json"
-    if args.rerun or not stem.exists():
-        cmd = [sys.executable, str(REPO / "benchmarks" / "quality_2d.py"), "--data", str(args.data),
-               "--epochs", str(args.epochs), "--eval-every", str(args.eval_every), "--tag", tag(variant, seed),
-               "--workdir", args.workdir, "--results", args.runs_results,
-               "--set", "train.progress=false", "--set", f"data.max_samples={args.max_samples}",
-               "--set", "eval.projection=pca", "--set", f"train.seed={seed}"]  # fmt: skip
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        for o in VARIANTS[variant][1]:
-            cmd += ["--set", o]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    doc = json.loads(stem.read_text())
+    settings = [f"data.max_samples={args.max_samples}", "eval.projection=pca", f"train.seed={seed}",
+                *VARIANTS[variant][1]]  # fmt: skip
+    doc = quality_2d_result(
+        str(args.data), tag(variant, seed), settings, epochs=args.epochs, eval_every=args.eval_every,
+        workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
+    )  # fmt: skip
     return {"test": doc["final"], "best_epoch": doc.get("best_epoch"), "train_seconds": doc["train_seconds"]}
 
 
@@ -127,11 +119,7 @@ def main() -> int:
         epochs = "/".join(str(r["best_epoch"]) for r in runs)
         minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
         lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
-    notes = out / "z_checks_notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (out / "z_checks.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(out, "z_checks", lines)
     return 0
 
 

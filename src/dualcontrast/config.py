@@ -86,8 +86,9 @@ class LossConfig:
     # (see benchmarks/results/subtomo_quality.md).
     contrastive_warmup: int = key(0, "epochs over which the cosine weights ramp from 0 (0: none)", low=0)
     vae_on_transformed: bool = key(True, "also apply the VAE loss to the transformed copies")
-    # Two views of one image differ only by T; |cos| -> 0 for every two draws of T, also nearly
-    # equal ones, is more than any smooth code of the pose can give (benchmarks/results/z_use.md).
+    # Meant to spare nearly equal transformations, whose z codes no smooth pose code can make
+    # orthogonal. Measured: 0.5 keeps identity out of z but the decoder then stops reading z
+    # (benchmarks/results/z_checks.md).
     z_neg_margin: float = key(0.0, "z-negative pairs with |cos| at or below this are not pushed "
                               "(0: every pair, as published)", low=0, high=1, high_open=True)
     # The prior draw is the paper's; it yields images like the data only when the codes follow

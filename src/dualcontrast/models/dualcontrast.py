@@ -339,7 +339,8 @@ class DualContrast(DisentanglementModel):
         """The published per-step procedure (train_mnist.py / train_subtomo.py of the authors).
 
         Seven encoder passes (x, T(x), the permuted x, two more permuted copies for the
-        z-positive contents, the two decoded images) and four decoder passes; the main loss
+        z-positive contents, the two decoded images) and four decoder passes (six with the
+        swapped reconstruction, not in the scripts: one per swapped view); the main loss
         is backpropagated and stepped first, then the z-positive pair is built with the
         updated weights and backpropagated through decoder and encoder, and only the
         encoder optimizer steps. Kept as the speed baseline and the check that the fused

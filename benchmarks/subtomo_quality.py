@@ -50,7 +50,6 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # route to a view's pose is then its z (loss.w_swap; benchmarks/results/z_use.md).
     # Weight as loss.w_rec of configs/subtomo.yaml (on MNIST 1:1 kept the pose, 3:1 averaged it away).
     "dualcontrast-swap": ("dualcontrast", ["loss.w_swap=3"], []),
-    "dualcontrast-nonrigid-swap": ("dualcontrast", ["loss.w_swap=3"], ["nonrigid.yaml"]),
     "dualcontrast-swap1": ("dualcontrast", ["loss.w_swap=1"], []),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),

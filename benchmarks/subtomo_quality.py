@@ -54,7 +54,8 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,
-    # at weight 1 after the 1/50: their z must match whatever identity the contents bring.
+    # at weight 1 after the 1/50. Measured: identity filled z and the run diverged at epoch 8
+    # (subtomo_quality_notes.md); not in the table.
     "dualcontrast-swap-zpos-codes": (
         "dualcontrast",
         ["loss.w_swap=3", "loss.z_pos_source=codes", "loss.w_z_pos=50"],

@@ -266,11 +266,14 @@ class DualContrast(DisentanglementModel):
             cx, ct = both.split([b, b])
             rec_swap = None
             if lc.w_swap:
-                # One decoder pass: [c; c with the views' halves exchanged] with [z; z].
+                # One decoder pass: the plain reconstructions, then [c with the views' halves
+                # exchanged] with [z].
                 c_s, z_s = self._sample_codes(both, d.eps_c, d.eps_z)
-                rec, rec_swap = self.decoder(torch.cat([c_s, c_s.roll(b, 0)]), z_s.repeat(2, 1)).split([2 * b, 2 * b])
-                rec_x, rec_t = rec.split([b, b])
-                rec_t = rec_t if lc.vae_on_transformed else None
+                own = 2 * b if lc.vae_on_transformed else b
+                rec, rec_swap = self.decoder(
+                    torch.cat([c_s[:own], c_s.roll(b, 0)]), torch.cat([z_s[:own], z_s])
+                ).split([own, 2 * b])
+                rec_x, rec_t = rec.split([b, b]) if lc.vae_on_transformed else (rec, None)
             elif lc.vae_on_transformed:
                 rec_x, rec_t = self._decode_sample(both, d.eps_c, d.eps_z).split([b, b])
             else:

@@ -46,6 +46,7 @@ LABELS = {
     "d_z_c": "D(z\\|c)",
     "sap_z": "SAP(z)",
     "ari_c": "ARI(c)",
+    "z_use": "z_use",
 }
 REFERENCE_CPU = {1: (0.769, 0.372), 4: (0.834, 0.430), 8: (0.868, 0.460), 20: (0.879, 0.427)}
 
@@ -138,7 +139,7 @@ def main() -> int:
         )
     )
 
-    cols = [k for k in ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "sap_z", "ari_c") if k in final]
+    cols = [k for k in ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "sap_z", "ari_c", "z_use") if k in final]
     head = " | ".join(LABELS[k] for k in cols)
     lines = [
         f"# {name} quality: DualContrast{' (' + args.tag + ')' if args.tag else ''}",

@@ -51,6 +51,9 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # Weight as loss.w_rec of configs/subtomo.yaml (on MNIST 1:1 kept the pose, 3:1 averaged it away).
     "dualcontrast-swap": ("dualcontrast", ["loss.w_swap=3"], []),
     "dualcontrast-swap1": ("dualcontrast", ["loss.w_swap=1"], []),
+    # The same training (validation does not change it), best.pt chosen by validation
+    # D(c|c) + SAP(c) + z_use: an epoch whose SAP(c) is high only because z is empty is not preferred.
+    "dualcontrast-swap1-zuse": ("dualcontrast", ["loss.w_swap=1", "train.select=d_c_c+sap_c+z_use"], []),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,

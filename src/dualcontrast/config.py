@@ -100,6 +100,11 @@ class LossConfig:
     # only), and then the decoder ignores z (benchmarks/results/z_use.md).
     w_swap: float = key(0.0, "weight of the swapped reconstruction: each view decoded from the other "
                         "view's c and its own z (0: off, as published)", low=0)
+    # Not in the paper: none of its terms stops identity from filling z once the decoder reads z
+    # (benchmarks/results/z_checks.md); this one asks for no linear relation between the codes.
+    w_decorr: float = key(0.0, "weight of the c-z decorrelation: mean squared correlation between every "
+                          "content and transformation dimension over the batch, both views (0: off, as published)",
+                          low=0)
 
 
 @dataclass
@@ -143,7 +148,8 @@ class TrainConfig:
                           "that picks best.pt, every epoch)", low=0)
     select: str = key("d_c_c", "validation score that picks best.pt where the data have content labels: "
                       "d_c_c (content kept in c) | d_c_c+sap_c (D(c|c) + SAP(c): content kept in c and "
-                      "kept out of z); without labels the validation loss")
+                      "kept out of z) | d_c_c+sap_c+z_use (and the decoder reads z: a high SAP(c) from an "
+                      "empty z does not count); without labels the validation loss")
 
 
 @dataclass
@@ -171,7 +177,7 @@ class EvalConfig:
 CLUSTER_METHODS = ("spectral", "gmm")
 CLUSTER_SPACES = ("auto", "raw", "l2", "pca", "l2-pca")
 # train.select: the validation scores that may pick best.pt (names as in eval_log.csv).
-SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c")
+SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c", "d_c_c+sap_c+z_use")
 
 
 @dataclass

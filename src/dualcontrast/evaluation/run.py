@@ -185,6 +185,16 @@ def evaluate_run(
 SELECTION_FIT_SAMPLES = 2000
 
 
+def select_score(name: str, scores: dict[str, float]) -> float | None:
+    """The value of ``train.select`` ``name`` (a score or a ``+``-sum of scores, e.g.
+    ``d_c_c+sap_c+z_use``) from one epoch's validation ``scores``; None where one of its terms is
+    missing (no labels, or a model without a z code or a decoder)."""
+    terms = name.split("+")
+    if not all(t in scores for t in terms):
+        return None
+    return float(sum(scores[t] for t in terms))
+
+
 def validation_scorer(
     cfg: Config, splits: DataSplits, device: torch.device
 ) -> Callable[[TrainState], ValidationScore | None] | None:
@@ -196,9 +206,11 @@ def validation_scorer(
       beside it where there is a z code, so the split of identity between the codes is followed
       on validation too (classifiers fit on at most :data:`SELECTION_FIT_SAMPLES` training codes).
 
-    That score is ``train.select`` where the data have content labels (and the model a content
-    code): the validation D(c|c), or D(c|c) + SAP(c) where the model has a z code too; else the
-    training objective on the validation batches (``val_loss``).
+    Both add the decoder's use of z (``z_use`` on validation codes) where the model has a z code
+    and a decoder. The score is ``train.select`` where the data have content labels (and the model
+    a content code): the validation D(c|c), or a sum with SAP(c) (and ``z_use``) where the model
+    has those terms, else D(c|c) alone; without labels the training objective on the validation
+    batches (``val_loss``).
     """
     val = splits.val
     if val is None:
@@ -233,10 +245,14 @@ def validation_scorer(
                           for code in ("c", "z") if f"{code}_mu" in tr}  # fmt: skip
                 if "d_c_z" in scores:
                     scores["sap_c"] = abs(scores["d_c_c"] - scores["d_c_z"])
-        if cfg.train.select == "d_c_c+sap_c" and "sap_c" in scores:
-            scores["d_c_c+sap_c"] = scores["d_c_c"] + scores["sap_c"]
-            return ValidationScore(scores, "d_c_c+sap_c", higher_is_better=True)
-        if "d_c_c" in scores:
+            if "c_mu" in va and "z_mu" in va:
+                scores.update(decoder_z_use(state.model, va["c_mu"], va["z_mu"], batch_size=cfg.eval.batch_size,
+                                            device=device, seed=cfg.eval.seed) or {})  # fmt: skip
+        selected = select_score(cfg.train.select, scores)
+        if selected is not None:
+            scores[cfg.train.select] = selected
+            return ValidationScore(scores, cfg.train.select, higher_is_better=True)
+        if "d_c_c" in scores:  # a sum whose other terms this model lacks (no z code): D(c|c) alone
             return ValidationScore(scores, "d_c_c", higher_is_better=True)
         terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,
                                 device=device, seed=cfg.eval.seed)  # fmt: skip

@@ -19,6 +19,9 @@ Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two indepen
   way out: the cosine terms see only the directions of c, so c can carry the pose in small
   deviations and the decoder never reads z (``benchmarks/results/z_use.md``). Decoding a view
   with the other view's content, the only route to its own pose is its own z.
+- optionally (``loss.w_decorr``, not in the paper) the c-z decorrelation: the mean squared
+  correlation between every dimension of c and of z over the batch (both views), so what c holds
+  linearly (the identity) is not held by z as well.
 
 Two training steps with the same objective (``train.step``):
 
@@ -45,6 +48,7 @@ from ..errors import ConfigError
 from ..losses import (
     cosine_distance_loss,
     cosine_similarity_loss,
+    cross_correlation_loss,
     derangement,
     reconstruction_mse,
     vae_objective,
@@ -201,6 +205,10 @@ class DualContrast(DisentanglementModel):
         if self.loss_cfg.w_z_neg:
             terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float(), self.loss_cfg.z_neg_margin)
             loss = loss + self._cos_weight("w_z_neg") * terms["z_neg"]
+        if self.loss_cfg.w_decorr:
+            both_c, both_z = torch.cat([cxm, ctm]), torch.cat([cx.z_mu, ct.z_mu]).float()
+            terms["decorr"] = cross_correlation_loss(both_c, both_z)
+            loss = loss + self.loss_cfg.w_decorr * terms["decorr"]
         return loss, terms
 
     def draw(self, x: torch.Tensor) -> StepDraws:

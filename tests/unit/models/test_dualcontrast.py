@@ -6,6 +6,7 @@ import torch
 
 from dualcontrast.config import build_config
 from dualcontrast.errors import ConfigError
+from dualcontrast.losses import cross_correlation_loss
 from dualcontrast.models import ABLATIONS, DualContrast, build_model
 
 
@@ -122,6 +123,22 @@ def test_swapped_reconstruction_decodes_each_view_with_the_other_views_content()
     assert not torch.isclose(terms["rec_swap"], own)
     off = model_for((1, 16, 16))
     assert "rec_swap" not in off.training_step(x, off.configure_optimizers(1e-3))
+
+
+def test_decorrelation_term_is_the_cross_correlation_of_both_views_codes():
+    """``decorr`` = cross_correlation_loss over the c and z means of view a then view b, from the
+    encoder written out here; absent at weight 0."""
+    torch.manual_seed(0)
+    m = model_for((1, 16, 16), loss={"w_decorr": 3.0})
+    x = torch.rand(6, 1, 16, 16)
+    d = m.draw(x)
+    terms = m._fused_step(x, m.configure_optimizers(0.0), d)
+    with torch.no_grad():
+        ca, cb = m.encode(d.xa), m.encode(d.xt)
+        want = cross_correlation_loss(torch.cat([ca.c_mu, cb.c_mu]), torch.cat([ca.z_mu, cb.z_mu]))
+    torch.testing.assert_close(terms["decorr"], want)
+    off = model_for((1, 16, 16))
+    assert "decorr" not in off.training_step(x, off.configure_optimizers(1e-3))
 
 
 def test_z_positive_pairs_share_another_samples_z_code_with_codes_source():

@@ -87,6 +87,7 @@ CASES = {
     "z-positive-from-codes": ((1, 20, 20), "mlp", {"loss": {"z_pos_source": "codes"}}),
     "z-negative-margin": ((1, 20, 20), "mlp", {"loss": {"z_neg_margin": 0.05}}),
     "swapped-reconstruction": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7}}),
+    "c-z-decorrelation": ((1, 20, 20), "mlp", {"loss": {"w_decorr": 2.0, "w_swap": 0.5}}),
     "swapped-reconstruction-vae-on-x-only": (
         (1, 20, 20),
         "mlp",

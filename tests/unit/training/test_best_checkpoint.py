@@ -11,7 +11,7 @@ import torch
 
 from dualcontrast.config import build_config
 from dualcontrast.data import DataSplits, carve_validation
-from dualcontrast.evaluation.run import validation_scorer
+from dualcontrast.evaluation.run import select_score, validation_scorer
 from dualcontrast.rundir import RunDir, load_checkpoint
 from dualcontrast.training import Trainer, ValidationScore, validation_loss
 from dualcontrast.training.runtime import rng_state
@@ -165,19 +165,28 @@ def test_validation_loss_steps_no_optimizer(tmp_path, splits):
     assert torch.equal(rng_state()["torch"], rng)
 
 
+@pytest.mark.parametrize("select", ["d_c_c+sap_c", "d_c_c+sap_c+z_use"])
 @pytest.mark.parametrize("eval_every", [0, 1])
-def test_select_by_content_and_separation_picks_the_best_sum(tmp_path, splits, eval_every):
-    """train.select d_c_c+sap_c: best.pt is the epoch with the highest validation D(c|c) + SAP(c),
-    logged as its own column, per-epoch score and full evaluation alike."""
-    cfg = tiny_cfg(3, select="d_c_c+sap_c", eval_every=eval_every)
+def test_select_by_a_sum_of_scores_picks_the_best_sum(tmp_path, splits, eval_every, select):
+    """train.select d_c_c+sap_c (+z_use): best.pt is the epoch with the highest validation sum,
+    logged as its own column beside its terms, per-epoch score and full evaluation alike."""
+    cfg = tiny_cfg(3, select=select, eval_every=eval_every)
     run = RunDir.create(tmp_path / "r")
     fit(cfg, run, splits, validation_scorer(cfg, splits, torch.device("cpu")))
     log = rows(run.eval_log)
-    sums = [float(r["d_c_c+sap_c"]) for r in log]
+    sums = [float(r[select]) for r in log]
     assert len(sums) == 3
     for r in log:
-        assert float(r["d_c_c+sap_c"]) == pytest.approx(float(r["d_c_c"]) + float(r["sap_c"]), abs=1e-4)
+        assert 0 < float(r["z_use"]) < 1  # logged whatever the selection
+        assert float(r[select]) == pytest.approx(sum(float(r[t]) for t in select.split("+")), abs=1e-4)
     best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
-    assert best["metric"] == "d_c_c+sap_c" and best["epoch"] == 1 + int(np.argmax(sums))
+    assert best["metric"] == select and best["epoch"] == 1 + int(np.argmax(sums))
     assert load_checkpoint(run.best_checkpoint)["epoch"] == best["epoch"]
 
+
+
+def test_select_score_sums_its_terms_and_needs_all_of_them():
+    scores = {"d_c_c": 0.8, "sap_c": 0.3, "z_use": 0.2}
+    assert select_score("d_c_c", scores) == 0.8
+    assert select_score("d_c_c+sap_c+z_use", scores) == pytest.approx(1.3)
+    assert select_score("d_c_c+sap_c+z_use", {"d_c_c": 0.8, "sap_c": 0.3}) is None  # no decoder

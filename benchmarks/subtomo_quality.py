@@ -54,6 +54,18 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     # The same training (validation does not change it), best.pt chosen by validation
     # D(c|c) + SAP(c) + z_use: an epoch whose SAP(c) is high only because z is empty is not preferred.
     "dualcontrast-swap1-zuse": ("dualcontrast", ["loss.w_swap=1", "train.select=d_c_c+sap_c+z_use"], []),
+    # With a stronger prior on z, as on MNIST (z_checks.md: the swap with gamma_z 0.5 kept class
+    # out of z while the decoder read it); the KL is per voxel, as per pixel there.
+    "dualcontrast-swap1-gz0.5-zuse": (
+        "dualcontrast",
+        ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use"],
+        [],
+    ),
+    "dualcontrast-swap1-gz2-zuse": (
+        "dualcontrast",
+        ["loss.w_swap=1", "loss.gamma_z=2", "train.select=d_c_c+sap_c+z_use"],
+        [],
+    ),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,

@@ -51,6 +51,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         "the paper's pairing, off-centre hinge",
         ["views.pairing=paper", HINGE_PIVOT],
     ),
+    # configs/mnist_cpu.yaml's loss, with which z became the rotation code on MNIST
+    "mnist-cpu-loss": (
+        "configs/mnist_cpu.yaml's loss: the paper's pairing, per_dim, gamma_z 0.5, swapped reconstruction",
+        ["views.pairing=paper", "loss.cosine_scale=per_dim", "loss.gamma_z=0.5", "loss.w_swap=1"],
+    ),
 }
 COLUMNS = ("d_c_c", "d_c_z", "sap_c", "d_z_z", "d_z_c", "ari_c")
 LABELS = {"d_c_c": "D(c\\|c)", "d_c_z": "D(c\\|z)", "sap_c": "SAP(c)", "d_z_z": "D(state\\|z)",

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -206,7 +206,8 @@ class DualContrast(DisentanglementModel):
             terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float(), self.loss_cfg.z_neg_margin)
             loss = loss + self._cos_weight("w_z_neg") * terms["z_neg"]
         if self.loss_cfg.w_decorr:
-            both_c, both_z = torch.cat([cxm, ctm]), torch.cat([cx.z_mu, ct.z_mu]).float()
+            z_views = [cast(torch.Tensor, codes.z_mu).float() for codes in (cx, ct)]  # DualContrast always has z
+            both_c, both_z = torch.cat([cxm, ctm]), torch.cat(z_views)
             terms["decorr"] = cross_correlation_loss(both_c, both_z)
             loss = loss + self.loss_cfg.w_decorr * terms["decorr"]
         return loss, terms

@@ -61,11 +61,6 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
         ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use"],
         [],
     ),
-    "dualcontrast-swap1-gz2-zuse": (
-        "dualcontrast",
-        ["loss.w_swap=1", "loss.gamma_z=2", "train.select=d_c_c+sap_c+z_use"],
-        [],
-    ),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,

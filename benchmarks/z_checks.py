@@ -60,6 +60,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                    MNIST_CPU_SWAP),
     "mnist-cpu-swap-gamma-z-0.1": ("mnist-cpu with the swapped reconstruction, gamma_z 0.1",
                                    [*MNIST_CPU, "loss.w_swap=1", "loss.gamma_z=0.1"]),
+    "mnist-cpu-swap-gamma-z-0.5-anchored": ("mnist-cpu-swap-gamma-z-0.5 with the anchored pairing (x prepared "
+                                            "vs T(x) finished: the loaded pose, no shortcut)",
+                                            [*MNIST_CPU_SWAP, "views.pairing=anchored"]),
+    "mnist-cpu-swap-gamma-z-0.5-symmetric": ("mnist-cpu-swap-gamma-z-0.5 with the symmetric views",
+                                             [*MNIST_CPU_SWAP, "views.pairing=symmetric"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",

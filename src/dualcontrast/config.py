@@ -112,7 +112,8 @@ class LossConfig:
 class ViewsConfig:
     """How the two views of a contrastive pair are drawn (see dualcontrast.transforms.views)."""
 
-    pairing: str = key("symmetric", "symmetric (T_a(x) vs T_b(x), finished alike) | paper (x vs T(x), as published)")
+    pairing: str = key("symmetric", "symmetric (T_a(x) vs T_b(x), finished alike) | paper (x vs T(x), as "
+                       "published) | anchored (x prepared as for embedding vs T(x) finished)")
     mask_radius: float | None = key(0.95, "soft mask radius, fraction of half the box (null: no mask)",
                                     low=0, high=2, low_open=True)
     mask_edge: float = key(0.15, "width of the mask's raised-cosine edge, fraction of half the box", low=0, high=1)

@@ -23,6 +23,11 @@ pair (issue 9 has the measurements).
 
 ``pairing: paper`` keeps the published behaviour exactly (``x`` against ``T(x)``, nothing
 finished), for like-for-like comparisons with the paper's numbers.
+
+``pairing: anchored`` keeps the paper's asymmetry without its signature: ``x`` in the pose it
+was loaded in, prepared as an embedding input is (:meth:`PairViews.prepare`), against
+``finish(T(x))``. Where the data come in a canonical pose (upright digits), one view of every
+pair is in that pose, which the symmetric views give up; subtomograms have no such pose.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import torch
 
 from ..errors import ConfigError
 
-PAIRINGS = ("symmetric", "paper")
+PAIRINGS = ("symmetric", "paper", "anchored")
 RENORMALIZE = ("auto", "on", "off")
 
 
@@ -145,8 +150,9 @@ class PairViews:
         self._masks: dict[tuple, torch.Tensor] = {}
 
     @property
-    def symmetric(self) -> bool:
-        return self.settings.pairing == "symmetric"
+    def finished(self) -> bool:
+        """Whether views are finished (every pairing but the paper's)."""
+        return self.settings.pairing != "paper"
 
     def _mask(self, x: torch.Tensor) -> torch.Tensor | None:
         s = self.settings
@@ -159,7 +165,7 @@ class PairViews:
 
     def finish(self, x: torch.Tensor) -> torch.Tensor:
         """Low-pass, mask and re-normalise a batch (identity under the paper's pairing)."""
-        if not self.symmetric:
+        if not self.finished:
             return x
         s = self.settings
         if s.lowpass is not None:
@@ -180,14 +186,16 @@ class PairViews:
         return x
 
     def pair(self, x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(view a, view b)`` of a batch: ``(finish(T_a x), finish(T_b x))``, or ``(x, T x)``
-        under the paper's pairing."""
-        if not self.symmetric:
+        """``(view a, view b)`` of a batch: ``(finish(T_a x), finish(T_b x))``; ``(x, T x)``
+        under the paper's pairing; ``(prepare(x), finish(T x))`` under ``anchored``."""
+        if not self.finished:
             return x, transform(x)
+        if self.settings.pairing == "anchored":
+            return self.prepare(x), self.finish(transform(x))
         return self.finish(transform(x)), self.finish(transform(x))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """An input that is not resampled (embedding, evaluation), matched to the views."""
-        if not self.symmetric:
+        if not self.finished:
             return x
         return self.finish(interpolation_filter(x))

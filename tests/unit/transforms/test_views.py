@@ -1,5 +1,6 @@
 """Pair views (transforms/views.py): no simple statistic tells the two views, or a view from an
-embedding input, apart under the symmetric default, while the paper's pairing is told apart.
+embedding input, apart under the symmetric default or the anchored pairing, while the paper's
+pairing is told apart.
 
 The probe is what a network could use as a shortcut: per-sample mean, std, fraction of exact
 zeros, energy in the corners (outside the inscribed circle / sphere), energy in the outer shell
@@ -75,10 +76,11 @@ def _probes(x: torch.Tensor, pairing: str, intensities: bool) -> tuple[float, fl
     return probe_accuracy(a, b), probe_accuracy(views.prepare(x), b)
 
 
+@pytest.mark.parametrize("pairing", ["symmetric", "anchored"])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_symmetric_views_leave_no_shortcut(dims, particles2d, particles3d):
+def test_finished_views_leave_no_shortcut(dims, pairing, particles2d, particles3d):
     x, intensities = (particles2d, True) if dims == 2 else (particles3d, False)
-    a_vs_b, input_vs_view = _probes(x, "symmetric", intensities)
+    a_vs_b, input_vs_view = _probes(x, pairing, intensities)
     assert a_vs_b <= 0.55, f"views a vs b told apart: {a_vs_b:.3f}"
     assert input_vs_view <= 0.55, f"embedding input vs view told apart: {input_vs_view:.3f}"
 
@@ -99,6 +101,18 @@ def test_paper_pairing_is_the_published_one():
     a, b = views.pair(x, t)
     torch.manual_seed(1)
     assert torch.equal(a, x) and torch.equal(b, t(x)) and torch.equal(views.prepare(x), x)
+
+
+def test_anchored_pairing_keeps_the_loaded_pose():
+    """View a is x as an embedding input sees it, view b a finished T(x) of the same draw."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 16, 16)
+    views = PairViews(ViewSettings(pairing="anchored"))
+    t = build_transform("rotation")
+    torch.manual_seed(1)
+    a, b = views.pair(x, t)
+    torch.manual_seed(1)
+    assert torch.equal(a, views.prepare(x)) and torch.equal(b, views.finish(t(x)))
 
 
 def test_finish_renormalises_inside_the_mask():

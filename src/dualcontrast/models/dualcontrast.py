@@ -4,7 +4,8 @@ Loss on a batch ``x`` with ``T(x)`` a random per-sample transformation (rotation
 Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two independent draws
 ``T_a(x)``, ``T_b(x)`` finished alike (``views.pairing: symmetric``, see
 :mod:`dualcontrast.transforms.views`), or ``x`` as loaded and ``T(x)`` as published
-(``views.pairing: paper``). The z-positive images are finished like the views.
+(``views.pairing: paper``), or ``x`` prepared as an embedding input and a finished ``T(x)``
+(``views.pairing: anchored``). The z-positive images are finished like the views.
 
 - ``L_vae(x) + L_vae(T(x))``: reconstruction from sampled codes + ``gamma_c KL(c) + gamma_z KL(z)``;
 - ``L_con(c)``: pull ``c(x)`` towards ``c(T(x))`` (positive) and push ``c(x)`` from ``c(x[perm])``

@@ -1,4 +1,5 @@
-"""DualContrast on symmetric views: the content codes of different particles spread apart.
+"""DualContrast on finished views: the content codes of different particles spread apart, and
+the anchored pairing trains on the loaded pose.
 
 Under the paper's pairing the 3D reference encoder meets the z-negative term with a "was
 resampled" feature and every content code points the same way (c_neg, the mean |cos| between
@@ -45,3 +46,16 @@ def _c_neg_after_training(pairing: str, steps: int) -> float:
 
 def test_content_codes_spread_apart_on_symmetric_views():
     assert _c_neg_after_training("symmetric", 150) < 0.9
+
+
+def test_anchored_pairing_trains_on_the_loaded_pose():
+    """Under ``anchored`` the first view of each pair is the embedding input (the loaded pose),
+    and training steps run on it."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, 16, 16)
+    cfg = build_config({"model": {"content_dim": 4, "transform_dim": 4}, "views": {"pairing": "anchored"}})
+    model = build_model(cfg, tuple(x.shape[1:]), "sigmoid")
+    assert torch.equal(model.draw(x).xa, model.prepare(x))
+    opt = model.configure_optimizers(1e-3)
+    terms = [model.training_step(x, opt) for _ in range(3)]
+    assert all(np.isfinite(float(t["loss"])) for t in terms)

@@ -61,6 +61,14 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
         ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use"],
         [],
     ),
+    # An 8-dimensional z (less room for identity; z_checks.md: 4 dims on MNIST). per_dim divides
+    # the z cosine terms by z's size, so weight 0.48 over 8 dims is configs/subtomo.yaml's 3 over 50.
+    "dualcontrast-swap1-gz0.5-zuse-z8": (
+        "dualcontrast",
+        ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use", "model.transform_dim=8",
+         "loss.w_z_neg=0.48", "loss.w_z_pos=0.48"],
+        [],
+    ),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,

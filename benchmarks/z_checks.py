@@ -69,6 +69,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                                            [*MNIST_CPU_SWAP, "model.transform_dim=2"]),
     "mnist-cpu-swap-gamma-z-0.5-z-dim-4": ("mnist-cpu-swap-gamma-z-0.5 with a 4-dimensional z",
                                            [*MNIST_CPU_SWAP, "model.transform_dim=4"]),
+    # per_dim divides the z cosine terms by z's size: weight 0.4 over 4 dims is 1 over 10, as above.
+    "mnist-cpu-swap-gamma-z-0.5-z-dim-4-matched": ("z-dim-4 with the z cosine terms at the weight they have over "
+                                                   "10 dims (0.4)",
+                                                   [*MNIST_CPU_SWAP, "model.transform_dim=4", "loss.w_z_neg=0.4",
+                                                    "loss.w_z_pos=0.4"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",

@@ -38,6 +38,9 @@ IDENTITIES = ["nucleosome", "spike", "fas"]  # content index order of the built-
 
 # Rows that are a method with extra settings: label -> (method, overrides, config files layered
 # over configs/subtomo.yaml).
+# The swapped reconstruction with gamma_z 0.5 and best.pt by the z_use sum: the base of the rows
+# that add to it.
+SWAP_GZ_ZUSE = ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use"]
 VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "dualcontrast-paper-pairing": ("dualcontrast", ["views.pairing=paper"], []),
     # The reference network: c and z heads on one shared conv trunk (configs/subtomo.yaml splits it).
@@ -56,17 +59,12 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
     "dualcontrast-swap1-zuse": ("dualcontrast", ["loss.w_swap=1", "train.select=d_c_c+sap_c+z_use"], []),
     # With a stronger prior on z, as on MNIST (z_checks.md: the swap with gamma_z 0.5 kept class
     # out of z while the decoder read it); the KL is per voxel, as per pixel there.
-    "dualcontrast-swap1-gz0.5-zuse": (
-        "dualcontrast",
-        ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use"],
-        [],
-    ),
+    "dualcontrast-swap1-gz0.5-zuse": ("dualcontrast", SWAP_GZ_ZUSE, []),
     # An 8-dimensional z (less room for identity; z_checks.md: 4 dims on MNIST). per_dim divides
     # the z cosine terms by z's size, so weight 0.48 over 8 dims is configs/subtomo.yaml's 3 over 50.
     "dualcontrast-swap1-gz0.5-zuse-z8": (
         "dualcontrast",
-        ["loss.w_swap=1", "loss.gamma_z=0.5", "train.select=d_c_c+sap_c+z_use", "model.transform_dim=8",
-         "loss.w_z_neg=0.48", "loss.w_z_pos=0.48"],
+        [*SWAP_GZ_ZUSE, "model.transform_dim=8", "loss.w_z_neg=0.48", "loss.w_z_pos=0.48"],
         [],
     ),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.

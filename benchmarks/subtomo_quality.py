@@ -67,6 +67,13 @@ VARIANTS: dict[str, tuple[str, list[str], list[str]]] = {
         [*SWAP_GZ_ZUSE, "model.transform_dim=8", "loss.w_z_neg=0.48", "loss.w_z_pos=0.48"],
         [],
     ),
+    # A 4-dimensional z, as on MNIST (weights 3 x 4 / 50): does a z with room for little more than
+    # the rotation keep identity out while it is read?
+    "dualcontrast-swap1-gz0.5-zuse-z4": (
+        "dualcontrast",
+        [*SWAP_GZ_ZUSE, "model.transform_dim=4", "loss.w_z_neg=0.24", "loss.w_z_pos=0.24"],
+        [],
+    ),
     # per_dim scales the cosine terms by 1/50 here: weight 50 is the z-negative term at weight 1.
     "dualcontrast-swap-zneg50": ("dualcontrast", ["loss.w_swap=3", "loss.w_z_neg=50"], []),
     # z-positive pairs decoded with a real z code (of another particle) and two other contents,

@@ -221,7 +221,8 @@ def main() -> int:
         "",
         f"- device: {device}",
         f"- schedule: {args.epochs} epochs, batch 50, Adam (lr and views as in the command; configs/subtomo.yaml "
-        f"otherwise), d = 50, {args.decoder} decoder; seeds {args.seeds} for {', '.join(args.seeded)} (mean ± std; "
+        f"otherwise), d = 50 for each code (rows with `model.transform_dim` in their settings: z smaller), "
+        f"{args.decoder} decoder; seeds {args.seeds} for {', '.join(args.seeded)} (mean ± std; "
         "the chosen k per seed)",
         "- D-scores: logistic regression on train codes (80%), scored on test codes (20%); "
         "conformation scores within each true identity",

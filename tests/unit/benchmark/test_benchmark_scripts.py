@@ -1,0 +1,68 @@
+"""The named variants of the benchmark scripts (benchmarks/z_checks.py, benchmarks/subtomo_quality.py)
+resolve to valid configs, so a misspelt override fails here rather than after an hour of training."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dualcontrast.errors import ConfigError
+from dualcontrast.workflow import resolve_config
+
+REPO = Path(__file__).resolve().parents[3]
+CONFIGS = REPO / "configs"
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        yield importlib.import_module("z_checks"), importlib.import_module("subtomo_quality")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def test_every_mnist_screen_variant_resolves(scripts):
+    z_checks, _ = scripts
+    for name, (_, overrides) in z_checks.VARIANTS.items():
+        cfg = resolve_config(config_files=[CONFIGS / "mnist.yaml"], overrides=overrides)
+        # A later override of a key replaces an earlier one (MNIST_CPU_SWAP resets gamma_z).
+        for key, value in dict(o.split("=", 1) for o in overrides).items():
+            section, field = key.split(".")
+            assert getattr(getattr(cfg, section), field) == yaml.safe_load(value), (name, key)
+
+
+def test_every_subtomogram_variant_resolves(scripts):
+    _, subtomo_quality = scripts
+    for name, (method, overrides, layers) in subtomo_quality.VARIANTS.items():
+        cfg = resolve_config(
+            config_files=[CONFIGS / f for f in ["subtomo.yaml", *layers]],
+            settings={"model": {"name": method}},
+            overrides=overrides,
+        )
+        assert cfg.model.name == method, name
+
+
+def test_a_misspelt_override_is_refused():
+    with pytest.raises(ConfigError):
+        resolve_config(config_files=[CONFIGS / "mnist.yaml"], overrides=["loss.w_z_negative=0.4"])
+
+
+def test_the_four_dimensional_z_rows_are_what_they_say(scripts):
+    z_checks, subtomo_quality = scripts
+    mnist = resolve_config(config_files=[CONFIGS / "mnist.yaml"], overrides=z_checks.MNIST_CPU_Z4)
+    layered = resolve_config(config_files=[CONFIGS / "mnist.yaml", CONFIGS / "mnist_cpu.yaml"])
+    # The screen's base row is configs/mnist_cpu.yaml, apart from the length and the selection.
+    for section, key in [("model", "transform_dim"), ("views", "pairing"), ("loss", "cosine_scale"),
+                         ("loss", "gamma_z"), ("loss", "w_swap"), ("loss", "w_z_pos"), ("loss", "w_z_neg")]:  # fmt: skip
+        assert getattr(getattr(mnist, section), key) == getattr(getattr(layered, section), key), key
+    _, overrides, _ = subtomo_quality.VARIANTS["dualcontrast-swap1-gz0.5-zuse-z4"]
+    sub = resolve_config(config_files=[CONFIGS / "subtomo.yaml"], overrides=overrides)
+    assert sub.model.transform_dim == 4
+    # per_dim: weight 0.24 over 4 dims is configs/subtomo.yaml's z weight over its z size.
+    base = resolve_config(config_files=[CONFIGS / "subtomo.yaml"])
+    assert sub.loss.w_z_neg / 4 == pytest.approx(base.loss.w_z_neg / base.model.transform_dim)

@@ -96,12 +96,14 @@ def main() -> int:
     p.add_argument("--runs-results", default=str(REPO / "runs" / "bench_state_results"),
                    help="where quality_2d.py writes each run's own result files")  # fmt: skip
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--name", default="shapes2d_state",
+                   help="stem of the result files in --results (e.g. shapes2d_state_60ep for a longer schedule)")  # fmt: skip
     args = p.parse_args()
     rows = {v: [run_variant(v, s, args) for s in args.seeds] for v in args.variants}
 
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "shapes2d_state.json").write_text(json.dumps({"args": vars(args), "variants": rows}, indent=1))
+    (out / f"{args.name}.json").write_text(json.dumps({"args": vars(args), "variants": rows}, indent=1))
     head = " | ".join(f"{LABELS[k]} val / test" for k in COLUMNS)
     lines = [
         "# Where does the conformation go? DualContrast variants on the built-in 2D data",
@@ -127,7 +129,7 @@ def main() -> int:
         epochs = "/".join(str(r["best_epoch"]) for r in runs)
         minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
         lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
-    write_report(out, "shapes2d_state", lines)
+    write_report(out, args.name, lines)
     return 0
 
 

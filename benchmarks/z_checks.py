@@ -81,6 +81,13 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "z4-gamma-c-0.001": ("z-dim-4-matched with the content KL weight 0.001",
                          [*MNIST_CPU_Z4, "loss.gamma_c=0.001"]),
     "z4-anchored": ("z-dim-4-matched with the anchored pairing", [*MNIST_CPU_Z4, "views.pairing=anchored"]),
+    # The paper's latent budget (10 + 10) split 16 + 4; per_dim divides the content cosine terms by
+    # c's size, so -matched keeps them at the weight they have over 10 dims (1.6 / 16 = 1 / 10).
+    "z4-c16": ("z-dim-4-matched with a 16-dimensional c", [*MNIST_CPU_Z4, "model.content_dim=16"]),
+    "z4-c16-matched": ("z4-c16 with the content cosine terms at the weight they have over 10 dims (1.6)",
+                       [*MNIST_CPU_Z4, "model.content_dim=16", "loss.w_c_neg=1.6", "loss.w_c_pos=1.6"]),
+    "z4-c32-matched": ("z-dim-4-matched with a 32-dimensional c, content cosine weights 3.2",
+                       [*MNIST_CPU_Z4, "model.content_dim=32", "loss.w_c_neg=3.2", "loss.w_c_pos=3.2"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",
@@ -145,7 +152,7 @@ def main() -> int:
         "",
         f"- data: MNIST, the first {args.max_samples} training images (10% of them held out for validation), "
         "the full test set; 10 classes (chance 0.10)",
-        f"- training: {args.epochs} epochs, library defaults otherwise (lr 1e-4, StepLR(50), d = 10), "
+        f"- training: {args.epochs} epochs, library defaults otherwise (lr 1e-4, StepLR(50), d = 10 for each code unless a row sets model.content_dim or model.transform_dim), "
         f"seeds {args.seeds} for {'all variants' if args.seeded is None else ', '.join(args.seeded)}, the first "
         "for the others (mean ± std where several); checkpoint by validation D(c|c) every "
         f"{args.eval_every} epochs; each run's files in `{os.path.relpath(args.runs_results, REPO)}` (quality_2d.py)",

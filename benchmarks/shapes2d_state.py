@@ -39,6 +39,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "c-neg-0.3": ("c-negative weight 0.3", ["loss.w_c_neg=0.3"]),
     "gamma-c-10": ("a strong prior on c (gamma_c 10)", ["loss.gamma_c=10"]),
     "c-dim-3": ("a 3-dimensional c", ["model.content_dim=3"]),
+    "c-dim-32": (
+        "a 32-dimensional c (on MNIST it raised D(c|c): z_checks_notes.md)",
+        ["model.content_dim=32"],
+    ),
     "hinge-centre": ("T = rotation + hinge about the centre (<= 35 deg)", [HINGE_CENTRE]),
     "hinge-pivot": ("T = rotation + hinge about an off-centre pivot (<= 50 deg)", [HINGE_PIVOT]),
     "hinge-pivot-gamma-c-10": ("off-centre hinge + gamma_c 10", [HINGE_PIVOT, "loss.gamma_c=10"]),

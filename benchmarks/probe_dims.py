@@ -1,0 +1,84 @@
+"""Is a higher D(c|c) from a larger c only a wider linear probe? D(c|c) on c's first k principal components.
+
+A D-score is the test accuracy of a logistic regression on the code, so a code with more
+dimensions gives the probe more features. This script scores trained runs' content codes as they
+are (as ``metrics.json`` does: ``eval.max_fit_samples`` training rows, standardised) and again on
+their first k principal axes (fit on the training codes), so a 32-dimensional c can be compared
+with a 10-dimensional one at the same probe width. It reads each run's ``embeddings.npz`` (the
+checkpoint ``metrics.json`` names) and writes ``<results>/<name>.md``.
+
+    python benchmarks/probe_dims.py runs/bench_quality_mnist_paper_swap_gz0.5_zuse_z4_c32 --dims 4 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from dualcontrast.evaluation.metrics import d_score
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def content_scores(run: Path, dims: list[int]) -> dict:
+    """``{"d": c's size, "checkpoint": ..., "full": D(c|c), k: D(c|c) on k principal components}``."""
+    metrics = json.loads((run / "metrics.json").read_text())
+    codes = np.load(run / "embeddings.npz")
+    protocol = metrics["protocol"]
+    probe = {"max_fit_samples": protocol["max_fit_samples"], "seed": protocol["seed"],
+             "standardize": protocol["standardize"]}  # fmt: skip
+    train, test = codes["train_c_mu"], codes["test_c_mu"]
+    y_train, y_test = codes["train_content"], codes["test_content"]
+    row: dict = {"d": train.shape[1], "checkpoint": metrics["checkpoint"],
+                 "full": d_score(train, y_train, test, y_test, **probe)}  # fmt: skip
+    for k in dims:
+        if k < train.shape[1]:
+            pca = PCA(n_components=k, random_state=0).fit(train)
+            row[k] = d_score(pca.transform(train), y_train, pca.transform(test), y_test, **probe)
+    return row
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("runs", nargs="+", type=Path, help="run directories with embeddings.npz and metrics.json")
+    p.add_argument("--dims", type=int, nargs="+", default=[10], help="probe widths (principal components)")
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--name", default="probe_dims", help="stem of the result file in --results")
+    args = p.parse_args()
+    for run in args.runs:
+        for needed in ("embeddings.npz", "metrics.json"):
+            if not (run / needed).exists():
+                print(f"probe_dims: {run} has no {needed}; pass trained run directories", file=sys.stderr)
+                return 2
+    rows = {run.name: content_scores(run, args.dims) for run in args.runs}
+    lines = [
+        "# D(c|c) at a fixed probe width: trained runs' content codes on their first principal components",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/probe_dims.py', *sys.argv[1:]])}`",
+        "",
+        "- D(c|c) as in each run's metrics.json (logistic regression on the test codes, fit on at most "
+        "eval.max_fit_samples training codes, standardised); `first k PCs`: the same on the codes projected "
+        "onto their first k principal axes, fit on the training codes",
+        "",
+        "| run | c dims | checkpoint | D(c\\|c), all dims | "
+        + " | ".join(f"first {k} PCs" for k in args.dims)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(args.dims),
+    ]
+    for name, row in rows.items():
+        cells = " | ".join(f"{row[k]:.3f}" if k in row else "(all)" for k in args.dims)
+        lines.append(f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} |")
+    args.results.mkdir(parents=True, exist_ok=True)
+    (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""benchmarks/probe_dims.py: D(c|c) of a run's content codes on their first principal components."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def probe_dims():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        yield importlib.import_module("probe_dims")
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+
+
+def fake_run(path: Path, class_axis_scale: float) -> Path:
+    """A run directory whose 6-dim c holds the class on axis 0 only, at ``class_axis_scale`` times
+    the spread of the five noise axes (which have spreads 3, 2.5, 2, 1.5, 1)."""
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, n in (("train", 600), ("test", 300)):
+        y = rng.integers(0, 3, n)
+        c = rng.normal(size=(n, 6)) * np.array([0.05, 3, 2.5, 2, 1.5, 1])
+        c[:, 0] += class_axis_scale * (y - 1)
+        arrays |= {f"{split}_c_mu": c, f"{split}_content": y}
+    path.mkdir()
+    np.savez(path / "embeddings.npz", **arrays)
+    protocol = {"max_fit_samples": None, "seed": 0, "standardize": True}
+    (path / "metrics.json").write_text(json.dumps({"checkpoint": "last", "protocol": protocol}))
+    return path
+
+
+def test_a_class_on_the_widest_axis_survives_the_projection(probe_dims, tmp_path):
+    row = probe_dims.content_scores(fake_run(tmp_path / "wide", class_axis_scale=10.0), [2, 6])
+    assert row["d"] == 6 and row["full"] > 0.95 and row[2] > 0.95
+    assert 6 not in row  # a width of all the dimensions is the full score
+
+
+def test_a_class_on_a_narrow_axis_is_lost_by_the_projection(probe_dims, tmp_path):
+    row = probe_dims.content_scores(fake_run(tmp_path / "narrow", class_axis_scale=0.5), [2])
+    assert row["full"] > 0.95  # standardised, the narrow axis still separates the classes
+    assert row[2] < 0.5  # the first two principal axes are noise: chance is 1/3

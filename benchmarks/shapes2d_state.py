@@ -40,7 +40,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "gamma-c-10": ("a strong prior on c (gamma_c 10)", ["loss.gamma_c=10"]),
     "c-dim-3": ("a 3-dimensional c", ["model.content_dim=3"]),
     "c-dim-32": (
-        "a 32-dimensional c (on MNIST it raised D(c|c): z_checks_notes.md)",
+        "a 32-dimensional c (it raised the content score on MNIST: z_checks_notes.md)",
         ["model.content_dim=32"],
     ),
     "hinge-centre": ("T = rotation + hinge about the centre (<= 35 deg)", [HINGE_CENTRE]),

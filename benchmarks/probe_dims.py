@@ -5,7 +5,8 @@ dimensions gives the probe more features. This script scores trained runs' conte
 are (as ``metrics.json`` does: ``eval.max_fit_samples`` training rows, standardised) and again on
 their first k principal axes (fit on the training codes), so a 32-dimensional c can be compared
 with a 10-dimensional one at the same probe width. It reads each run's ``embeddings.npz`` (the
-checkpoint ``metrics.json`` names) and writes ``<results>/<name>.md``.
+checkpoint ``metrics.json`` names) and writes ``<results>/<name>.md`` (with ``<name>_notes.md``
+appended where it exists).
 
     python benchmarks/probe_dims.py runs/bench_quality_mnist_paper_swap_gz0.5_zuse_z4_c32 --dims 4 10
 """
@@ -23,18 +24,21 @@ from sklearn.decomposition import PCA
 
 from dualcontrast.evaluation.metrics import d_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import write_report
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def content_scores(run: Path, dims: list[int]) -> dict:
+def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
     """``{"d": c's size, "checkpoint": ..., "full": D(c|c), k: D(c|c) on k principal components}``."""
     metrics = json.loads((run / "metrics.json").read_text())
     codes = np.load(run / "embeddings.npz")
     protocol = metrics["protocol"]
     probe = {"max_fit_samples": protocol["max_fit_samples"], "seed": protocol["seed"],
              "standardize": protocol["standardize"]}  # fmt: skip
-    train, test = codes["train_c_mu"], codes["test_c_mu"]
-    y_train, y_test = codes["train_content"], codes["test_content"]
+    train, test = codes["train_c_mu"], codes[f"{split}_c_mu"]
+    y_train, y_test = codes["train_content"], codes[f"{split}_content"]
     row: dict = {"d": train.shape[1], "checkpoint": metrics["checkpoint"],
                  "full": d_score(train, y_train, test, y_test, **probe)}  # fmt: skip
     for k in dims:
@@ -49,6 +53,8 @@ def main() -> int:
     p.add_argument("runs", nargs="+", type=Path, help="run directories with embeddings.npz and metrics.json")
     p.add_argument("--dims", type=int, nargs="+", default=[10], help="probe widths (principal components)")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--split", choices=["val", "test"], default="test",
+                   help="codes scored: val (what a choice may be made on) or test (what is reported)")  # fmt: skip
     p.add_argument("--name", default="probe_dims", help="stem of the result file in --results")
     args = p.parse_args()
     for run in args.runs:
@@ -56,13 +62,13 @@ def main() -> int:
             if not (run / needed).exists():
                 print(f"probe_dims: {run} has no {needed}; pass trained run directories", file=sys.stderr)
                 return 2
-    rows = {run.name: content_scores(run, args.dims) for run in args.runs}
+    rows = {run.name: content_scores(run, args.dims, args.split) for run in args.runs}
     lines = [
         "# D(c|c) at a fixed probe width: trained runs' content codes on their first principal components",
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/probe_dims.py', *sys.argv[1:]])}`",
         "",
-        "- D(c|c) as in each run's metrics.json (logistic regression on the test codes, fit on at most "
+        f"- D(c|c) as in each run's metrics.json (logistic regression scored on the {args.split} codes, fit on at most "
         "eval.max_fit_samples training codes, standardised); `first k PCs`: the same on the codes projected "
         "onto their first k principal axes, fit on the training codes",
         "",
@@ -75,8 +81,7 @@ def main() -> int:
         cells = " | ".join(f"{row[k]:.3f}" if k in row else "(all)" for k in args.dims)
         lines.append(f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} |")
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.results, args.name, lines)
     return 0
 
 

@@ -36,6 +36,9 @@ from sklearn.model_selection import cross_val_score
 from dualcontrast.api import load_run
 from dualcontrast.transforms.geometry import rotate_2d
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import write_report
+
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
 GRID_ANGLES = np.linspace(-90, 90, 7)
@@ -83,6 +86,7 @@ def main() -> int:
     p.add_argument("--data", type=Path, default=MNIST)
     p.add_argument("--n", type=int, default=2000, help="rotated test digits for the R^2")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--name", default="rotation_transfer", help="stem of the result files in --results")
     args = p.parse_args()
     if not args.data.exists():
         print(f"rotation_transfer: MNIST not found at {args.data}; pass --data", file=sys.stderr)
@@ -111,11 +115,7 @@ def main() -> int:
         s = check(run, x, args.n, png)
         lines.append(f"| {run.name} | {s['checkpoint']} | {s['r2_angle_z']:.3f} | {s['r2_angle_c']:.3f} | "
                      f"{s['z_share']:.3f} | [png]({png.name}) |")  # fmt: skip
-    notes = args.results / "rotation_transfer_notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (args.results / "rotation_transfer.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.results, args.name, lines)
     return 0
 
 

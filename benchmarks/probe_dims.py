@@ -21,13 +21,26 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.decomposition import PCA
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.preprocessing import StandardScaler
 
-from dualcontrast.evaluation.metrics import d_score
+from dualcontrast.evaluation.metrics import d_score, subsample
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep import write_report
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def knn_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
+              max_fit_samples: int | None, seed: int, standardize: bool, k: int = 10) -> float:  # fmt: skip
+    """Accuracy of a k-nearest-neighbour vote: a reader whose capacity does not grow with the width."""
+    keep = subsample(len(train_x), max_fit_samples, seed)
+    x, y = train_x[keep], train_y[keep]
+    if standardize:
+        scaler = StandardScaler().fit(x)
+        x, test_x = scaler.transform(x), scaler.transform(test_x)
+    return float(KNeighborsClassifier(n_neighbors=k).fit(x, y).score(test_x, test_y))
 
 
 def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
@@ -40,7 +53,8 @@ def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
     train, test = codes["train_c_mu"], codes[f"{split}_c_mu"]
     y_train, y_test = codes["train_content"], codes[f"{split}_content"]
     row: dict = {"d": train.shape[1], "checkpoint": metrics["checkpoint"],
-                 "full": d_score(train, y_train, test, y_test, **probe)}  # fmt: skip
+                 "full": d_score(train, y_train, test, y_test, **probe),
+                 "knn": knn_score(train, y_train, test, y_test, **probe)}  # fmt: skip
     for k in dims:
         if k < train.shape[1]:
             pca = PCA(n_components=k, random_state=0).fit(train)
@@ -70,16 +84,19 @@ def main() -> int:
         "",
         f"- D(c|c) as in each run's metrics.json (logistic regression scored on the {args.split} codes, fit on at most "
         "eval.max_fit_samples training codes, standardised); `first k PCs`: the same on the codes projected "
-        "onto their first k principal axes, fit on the training codes",
+        "onto their first k principal axes, fit on the training codes; `10-NN`: a 10-nearest-neighbour vote on all "
+        "dimensions (standardised, the same training codes)",
         "",
         "| run | c dims | checkpoint | D(c\\|c), all dims | "
         + " | ".join(f"first {k} PCs" for k in args.dims)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(args.dims),
+        + " | 10-NN, all dims |",
+        "|---|---|---|---|" + "---|" * (len(args.dims) + 1),
     ]
     for name, row in rows.items():
         cells = " | ".join(f"{row[k]:.3f}" if k in row else "(all)" for k in args.dims)
-        lines.append(f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} |")
+        lines.append(
+            f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} | {row['knn']:.3f} |"
+        )
     args.results.mkdir(parents=True, exist_ok=True)
     write_report(args.results, args.name, lines)
     return 0

@@ -49,3 +49,16 @@ def test_a_class_on_a_narrow_axis_is_lost_by_the_projection(probe_dims, tmp_path
     row = probe_dims.content_scores(fake_run(tmp_path / "narrow", class_axis_scale=0.5), [2])
     assert row["full"] > 0.95  # standardised, the narrow axis still separates the classes
     assert row[2] < 0.5  # the first two principal axes are noise: chance is 1/3
+
+
+def test_the_neighbour_vote_reads_a_class_the_linear_probe_cannot(probe_dims):
+    # Class 1 on a ring around class 0: no line separates them, ten neighbours do.
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(0, 2 * np.pi, 800)
+    y = rng.integers(0, 2, 800)
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1) * (1 + 3 * y)[:, None] + rng.normal(
+        0, 0.2, (800, 2)
+    )
+    probe = {"max_fit_samples": None, "seed": 0, "standardize": True}
+    assert probe_dims.knn_score(x[:500], y[:500], x[500:], y[500:], **probe) > 0.95
+    assert probe_dims.d_score(x[:500], y[:500], x[500:], y[500:], **probe) < 0.7

@@ -4,7 +4,8 @@ A D-score is the test accuracy of a logistic regression on the code, so a code w
 dimensions gives the probe more features. This script scores trained runs' content codes as they
 are (as ``metrics.json`` does: ``eval.max_fit_samples`` training rows, standardised) and again on
 their first k principal axes (fit on the training codes), so a 32-dimensional c can be compared
-with a 10-dimensional one at the same probe width. It reads each run's ``embeddings.npz`` (the
+with a 10-dimensional one at the same probe width, and with a 10-nearest-neighbour vote on all
+dimensions, a reader whose capacity does not grow with the width. It reads each run's ``embeddings.npz`` (the
 checkpoint ``metrics.json`` names) and writes ``<results>/<name>.md`` (with ``<name>_notes.md``
 appended where it exists).
 
@@ -44,7 +45,8 @@ def knn_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
 
 
 def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
-    """``{"d": c's size, "checkpoint": ..., "full": D(c|c), k: D(c|c) on k principal components}``."""
+    """``{"d": c's size, "checkpoint": ..., "full": D(c|c), "knn": the neighbour vote's accuracy,
+    k: D(c|c) on k principal components}`` (k only where it is below c's size)."""
     metrics = json.loads((run / "metrics.json").read_text())
     codes = np.load(run / "embeddings.npz")
     protocol = metrics["protocol"]

@@ -19,13 +19,13 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.preprocessing import StandardScaler
 
-from dualcontrast.evaluation.metrics import d_score, subsample
+from dualcontrast.evaluation.metrics import d_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep import write_report
@@ -34,14 +34,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def knn_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, *,
-              max_fit_samples: int | None, seed: int, standardize: bool, k: int = 10) -> float:  # fmt: skip
-    """Accuracy of a k-nearest-neighbour vote: a reader whose capacity does not grow with the width."""
-    keep = subsample(len(train_x), max_fit_samples, seed)
-    x, y = train_x[keep], train_y[keep]
-    if standardize:
-        scaler = StandardScaler().fit(x)
-        x, test_x = scaler.transform(x), scaler.transform(test_x)
-    return float(KNeighborsClassifier(n_neighbors=k).fit(x, y).score(test_x, test_y))
+              k: int = 10, **probe: Any) -> float:  # fmt: skip
+    """Accuracy of a k-nearest-neighbour vote, read as the D-score is (``probe``: its options): a
+    reader whose capacity does not grow with the width."""
+    return d_score(train_x, train_y, test_x, test_y, classifier=KNeighborsClassifier(n_neighbors=k), **probe)
 
 
 def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:

@@ -83,25 +83,42 @@ class Score:
 # The one table of score meanings: run summaries (workflow) and report.html read it.
 SCORES: dict[str, Score] = {
     "d_c_c": Score("D(c|c), accuracy of the content code c predicting the content class", "higher", CONTENT),
-    "d_c_z": Score("D(c|z), accuracy of the transformation code z predicting the content class, which z "
-                   "should not know", "lower", CONTENT),
+    "d_c_z": Score(
+        "D(c|z), accuracy of the transformation code z predicting the content class, which z should not know",
+        "lower",
+        CONTENT,
+    ),
     "sap_c": Score("SAP(c), separation for content, |D(c|c) - D(c|z)|", "higher"),
-    "d_z_z": Score("D(state|z), accuracy of z predicting the transformation state (conformation)",
-                   "higher", TRANSFORM),
-    "d_z_c": Score("D(state|c), accuracy of c predicting the transformation state, which c should not know",
-                   "lower", TRANSFORM),
+    "d_z_z": Score(
+        "D(state|z), accuracy of z predicting the transformation state (conformation)", "higher", TRANSFORM
+    ),
+    "d_z_c": Score(
+        "D(state|c), accuracy of c predicting the transformation state, which c should not know",
+        "lower",
+        TRANSFORM,
+    ),
     "sap_z": Score("SAP(z), separation for the state, |D(state|z) - D(state|c)|", "higher"),
-    "ari_c": Score("ARI(c), agreement of a clustering of c (eval.cluster_method: spectral by default, "
-                   "gmm the paper's) with the content classes (adjusted Rand index: 1 perfect, 0 chance)",
-                   "higher"),
-    "s_z": Score("S(z), R^2 of z predicted from the rotation of rotated test samples: 1 when z is only "
-                 "the rotation, lower when z holds more (as it should for conformations)", "lower"),
-    "r2_pose_z": Score("R^2(pose|z), R^2 of the rotation of rotated test samples predicted from z: "
-                       "whether z knows the pose", "higher"),
-    "z_use": Score("z use, the decoder's reliance on z: the change of decoded test samples when z is "
-                   "swapped between them, over that change plus the change when c is swapped (0: the "
-                   "decoder ignores z, so z is no transformation code whatever the D-scores say; 0.5: "
-                   "z matters as much as c)", "higher"),
+    "ari_c": Score(
+        "ARI(c), agreement of a clustering of c (eval.cluster_method: spectral by default, "
+        "gmm the paper's) with the content classes (adjusted Rand index: 1 perfect, 0 chance)",
+        "higher",
+    ),
+    "s_z": Score(
+        "S(z), R^2 of z predicted from the rotation of rotated test samples: 1 when z is only "
+        "the rotation, lower when z holds more (as it should for conformations)",
+        "lower",
+    ),
+    "r2_pose_z": Score(
+        "R^2(pose|z), R^2 of the rotation of rotated test samples predicted from z: whether z knows the pose",
+        "higher",
+    ),
+    "z_use": Score(
+        "z use, the decoder's reliance on z: the change of decoded test samples when z is "
+        "swapped between them, over that change plus the change when c is swapped (0: the "
+        "decoder ignores z, so z is no transformation code whatever the D-scores say; 0.5: "
+        "z matters as much as c)",
+        "higher",
+    ),
 }
 _RAW_SUFFIX = "_raw"
 
@@ -115,8 +132,11 @@ def score_info(key: str) -> Score | None:
         base = score_info(key[: -len(_RAW_SUFFIX)])
         if base is None:
             return None
-        return Score(f"{base.words}, on raw (not standardised) codes as the reference evaluator",
-                     base.better, base.factor)
+        return Score(
+            f"{base.words}, on raw (not standardised) codes as the reference evaluator",
+            base.better,
+            base.factor,
+        )
     for code, better in (("c", "lower"), ("z", "higher")):
         if key.startswith("d_") and key.endswith(f"_{code}"):
             factor = key[2 : -len(code) - 1]
@@ -142,12 +162,15 @@ def d_score(
     max_fit_samples: int | None = None,
     seed: int = 0,
     standardize: bool = True,
+    classifier: Any = None,
 ) -> float:
     """Test accuracy of a logistic regression predicting ``y`` from codes ``x``.
 
     ``(N, d), (N,), (M, d), (M,) -> float``. ``max_fit_samples`` caps the training rows
     (a random subset, fixed by ``seed``) to bound the cost on large data sets; ``standardize``
     scales the codes to zero mean, unit variance (fit on the training rows) first.
+    ``classifier``: an unfitted scikit-learn classifier read the same way instead (e.g. a
+    nearest-neighbour vote); the D-score itself is the logistic regression.
     """
     keep = subsample(len(train_x), max_fit_samples, seed)
     x, y = np.asarray(train_x, dtype=np.float64)[keep], np.asarray(train_y)[keep]
@@ -157,7 +180,7 @@ def d_score(
     if standardize:
         scaler = StandardScaler().fit(x)
         x, test = scaler.transform(x), scaler.transform(test)
-    clf = LogisticRegression(max_iter=1000)
+    clf = LogisticRegression(max_iter=1000) if classifier is None else classifier
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(x, y)
@@ -246,7 +269,9 @@ def disentanglement_metrics(
     return out
 
 
-def _within_content(train: dict[str, np.ndarray], test: dict[str, np.ndarray], **kwargs: Any) -> dict[str, dict]:
+def _within_content(
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], **kwargs: Any
+) -> dict[str, dict]:
     """D(z|z), D(z|c), SAP(z) restricted to each content class.
 
     Where the transformation state means something different for each identity (the
@@ -261,7 +286,9 @@ def _within_content(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *
         scores = {}
         for code in ("z", "c"):
             if f"{code}_mu" in tr:
-                scores[f"d_z_{code}"] = d_score(tr[f"{code}_mu"], tr[TRANSFORM], te[f"{code}_mu"], te[TRANSFORM], **kwargs)
+                scores[f"d_z_{code}"] = d_score(
+                    tr[f"{code}_mu"], tr[TRANSFORM], te[f"{code}_mu"], te[TRANSFORM], **kwargs
+                )
         if "d_z_z" in scores and "d_z_c" in scores:
             scores["sap_z"] = abs(scores["d_z_z"] - scores["d_z_c"])
         out[str(int(cls))] = scores
@@ -336,7 +363,9 @@ def rotation_probe(
         applied = applied * math.radians(max_angle)
         rotation = rotation_matrix_2d(applied)
         own = data.labels("angle")
-        total = applied + (0.0 if own is None else torch.from_numpy(np.radians(np.asarray(own, np.float64)[rows])))
+        total = applied + (
+            0.0 if own is None else torch.from_numpy(np.radians(np.asarray(own, np.float64)[rows]))
+        )
         pose = pose_features(rotation_matrix_2d(total).numpy())
     else:
         rotation = random_rotation_3d(len(rows), dtype=torch.float64, generator=gen)
@@ -356,7 +385,13 @@ def rotation_probe(
 
 
 def decoder_z_use(
-    model: Any, c: np.ndarray, z: np.ndarray, *, n: int = 256, batch_size: int = 500, device: Any = "cpu",
+    model: Any,
+    c: np.ndarray,
+    z: np.ndarray,
+    *,
+    n: int = 256,
+    batch_size: int = 500,
+    device: Any = "cpu",
     seed: int = 0,
 ) -> dict[str, float] | None:
     """``{"z_use": ...}``: how much the decoder reads z, from the codes ``c``, ``z`` (test means).

@@ -32,7 +32,9 @@ def test_table1_expands_to_every_method_dataset_seed(tmp_path):
     assert len({r.key for r in runs}) == len(runs)
     unsupported = [r for r in runs if r.argv is None]
     assert {(r.method, r.dataset) for r in unsupported} == {
-        ("vitae", "phantoms3d"), ("hydra", "mnist"), ("hydra", "shapes2d")
+        ("vitae", "phantoms3d"),
+        ("hydra", "mnist"),
+        ("hydra", "shapes2d"),
     }
     assert len(unsupported) == 9 and all(r.unsupported for r in unsupported)
     hydra = next(r for r in runs if r.key == "phantoms3d/hydra/seed0")
@@ -340,7 +342,9 @@ def test_hand_written_notes_end_the_table_and_survive_rerendering(tmp_path):
     runs = plan_suite(SMALL, BUDGETS["tiny"], work)
     out = tmp_path / "out" / "t.md"
     out.parent.mkdir()
-    assert "## Notes" not in write_report(runs, SMALL, BUDGETS["tiny"], out, figure=False)["table"].read_text()
+    assert (
+        "## Notes" not in write_report(runs, SMALL, BUDGETS["tiny"], out, figure=False)["table"].read_text()
+    )
     (tmp_path / "out" / "t_notes.md").write_text("SimCLR leads on MNIST because of the budget.\n")
     for _ in range(2):
         md = write_report(runs, SMALL, BUDGETS["tiny"], out, figure=False)["table"].read_text()

@@ -3,8 +3,6 @@ benchmarks/shapes2d_state.py) resolve to valid configs, so a misspelt override f
 
 from __future__ import annotations
 
-import importlib
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,16 +16,8 @@ CONFIGS = REPO / "configs"
 
 
 @pytest.fixture(scope="module")
-def scripts():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        yield (
-            importlib.import_module("z_checks"),
-            importlib.import_module("subtomo_quality"),
-            importlib.import_module("shapes2d_state"),
-        )
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def scripts(benchmark_scripts):
+    return benchmark_scripts("z_checks", "subtomo_quality", "shapes2d_state")
 
 
 def assert_overrides_land(name: str, config_files: list[Path], overrides: list[str]) -> None:

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 @pytest.fixture(scope="module")
-def probe_dims():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        yield importlib.import_module("probe_dims")
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+def probe_dims(benchmark_scripts):
+    (module,) = benchmark_scripts("probe_dims")
+    return module
 
 
 def fake_run(path: Path, class_axis_scale: float) -> Path:
-    """A run directory whose 6-dim c holds the class on axis 0 only, at ``class_axis_scale`` times
-    the spread of the five noise axes (which have spreads 3, 2.5, 2, 1.5, 1)."""
+    """A run directory whose 6-dim c holds the class on axis 0 only: classes ``class_axis_scale``
+    apart there (spread 0.05), beside five noise axes of spreads 3, 2.5, 2, 1.5, 1."""
     rng = np.random.default_rng(0)
     arrays = {}
     for split, n in (("train", 600), ("test", 300)):

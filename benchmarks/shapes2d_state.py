@@ -49,6 +49,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hinge-pivot-no-z-neg": ("off-centre hinge, no z-negative term", [HINGE_PIVOT, "loss.w_z_neg=0"]),
     "hinge-pivot-z-neg-0.3": ("off-centre hinge, z-negative weight 0.3", [HINGE_PIVOT, "loss.w_z_neg=0.3"]),
     "swap": ("the swapped reconstruction (loss.w_swap 1)", ["loss.w_swap=1"]),
+    # The per-batch cosine decay, to hold the early peak a constant lr loses in some seeds.
+    "cosine": ("lr: 1 epoch linear warm-up, then cosine to ~0 by the last epoch",
+               ["train.schedule=cosine", "train.warmup_epochs=1"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": (

@@ -88,6 +88,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
                        [*MNIST_CPU_Z4, "model.content_dim=16", "loss.w_c_neg=1.6", "loss.w_c_pos=1.6"]),
     "z4-c32-matched": ("z-dim-4-matched with a 32-dimensional c, content cosine weights 3.2",
                        [*MNIST_CPU_Z4, "model.content_dim=32", "loss.w_c_neg=3.2", "loss.w_c_pos=3.2"]),
+    # The content neighbour term (not in the paper): c pulled towards the nearest other sample's
+    # code, so that the codes gather by class. Weights are before per_dim's 1/10.
+    "z4-c-nn-1": ("z-dim-4-matched with the content neighbour term, weight 1", [*MNIST_CPU_Z4, "loss.w_c_nn=1"]),
+    "z4-c-nn-3": ("z-dim-4-matched with the content neighbour term, weight 3", [*MNIST_CPU_Z4, "loss.w_c_nn=3"]),
+    "z4-c-nn-10": ("z-dim-4-matched with the content neighbour term, weight 10", [*MNIST_CPU_Z4, "loss.w_c_nn=10"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",
@@ -113,7 +118,9 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
         str(args.data), tag(variant, seed), settings, epochs=args.epochs, eval_every=args.eval_every,
         workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
     )  # fmt: skip
-    return {"test": doc["final"], "best_epoch": doc.get("best_epoch"), "train_seconds": doc["train_seconds"]}
+    kept = next(r for r in doc["curve"] if int(r["epoch"]) == doc["best_epoch"])
+    return {"test": doc["final"], "val_d_c_c": float(kept["d_c_c"]), "best_epoch": doc["best_epoch"],
+            "train_seconds": doc["train_seconds"]}  # fmt: skip
 
 
 def main() -> int:
@@ -132,6 +139,8 @@ def main() -> int:
     p.add_argument("--runs-results", default=str(REPO / "runs" / "bench_zchecks_results"),
                    help="where quality_2d.py writes each run's own result files")  # fmt: skip
     p.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    p.add_argument("--name", default="z_checks",
+                   help="stem of the result files in --results (e.g. z_checks_neighbour for a subset)")  # fmt: skip
     args = p.parse_args()
     if not args.data.exists():
         print(f"z_checks: MNIST not found at {args.data}; pass --data", file=sys.stderr)
@@ -142,7 +151,7 @@ def main() -> int:
 
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "z_checks.json").write_text(
+    (out / f"{args.name}.json").write_text(
         json.dumps({"args": vars(args), "variants": rows}, indent=1, default=str)
     )
     lines = [
@@ -156,18 +165,20 @@ def main() -> int:
         f"seeds {args.seeds} for {'all variants' if args.seeded is None else ', '.join(args.seeded)}, the first "
         "for the others (mean ± std where several); checkpoint by validation D(c|c) every "
         f"{args.eval_every} epochs; each run's files in `{os.path.relpath(args.runs_results, REPO)}` (quality_2d.py)",
-        "- scores on the test split at the kept checkpoint; R^2(pose|z) and z_use as in the README's metrics "
+        "- val D(c|c): the validation score of the kept checkpoint (choices are made on it); the other "
+        "scores on the test split at the kept checkpoint; R^2(pose|z) and z_use as in the README's metrics "
         "table (z_use 0: the decoder ignores z)",
         "",
-        "| variant | what | kept epoch | " + " | ".join(LABELS[k] for k in COLUMNS) + " | train min |",
-        "|---|---|---|" + "---|" * len(COLUMNS) + "---|",
+        "| variant | what | kept epoch | val D(c\\|c) | " + " | ".join(LABELS[k] for k in COLUMNS) + " | train min |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|",
     ]
     for v, runs in rows.items():
         cells = " | ".join(cell([float(r["test"][k]) for r in runs]) for k in COLUMNS)
         epochs = "/".join(str(r["best_epoch"]) for r in runs)
         minutes = statistics.fmean(r["train_seconds"] for r in runs) / 60
-        lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {cells} | {minutes:.1f} |")
-    write_report(out, "z_checks", lines)
+        val = cell([r["val_d_c_c"] for r in runs])
+        lines.append(f"| {v} | {VARIANTS[v][0]} | {epochs} | {val} | {cells} | {minutes:.1f} |")
+    write_report(out, args.name, lines)
     return 0
 
 

@@ -6,6 +6,7 @@ from .contrastive import (
     cosine_similarity_loss,
     derangement,
     info_nce,
+    nearest_other,
 )
 from .independence import cross_correlation_loss
 from .vae import gaussian_kl, kl_term, reconstruction_mse, reference_kl, vae_objective, vae_terms
@@ -19,6 +20,7 @@ __all__ = [
     "gaussian_kl",
     "info_nce",
     "kl_term",
+    "nearest_other",
     "reconstruction_mse",
     "reference_kl",
     "vae_objective",

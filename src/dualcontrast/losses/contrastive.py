@@ -27,6 +27,14 @@ def cosine_distance_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (1.0 - abs_cosine(a, b)).mean()
 
 
+def nearest_other(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """For each row ``a_i``, the index ``j != i`` of the row of ``b`` with the largest ``|cos|``.
+    ``(B, d), (B, d) -> (B,)`` (``b_i`` is excluded: row ``i`` of ``b`` is ``a_i``'s own pair)."""
+    with torch.no_grad():
+        sim = (F.normalize(a, dim=-1, eps=1e-6) @ F.normalize(b, dim=-1, eps=1e-6).T).abs()
+        return sim.fill_diagonal_(-1.0).argmax(dim=1)
+
+
 def derangement(n: int, device: torch.device | str | None = None) -> torch.Tensor:
     """A random permutation with no fixed point (``perm[i] != i``), for negative pairs.
 

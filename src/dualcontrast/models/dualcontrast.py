@@ -23,6 +23,9 @@ Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two indepen
 - optionally (``loss.w_decorr``, not in the paper) the c-z decorrelation: the mean squared
   correlation between every dimension of c and of z over the batch (both views), so what c holds
   linearly (the identity) is not held by z as well.
+- optionally (``loss.w_c_nn``, not in the paper) the content neighbour term: ``c(x)`` pulled
+  towards the detached ``c(T(x'))`` of the other sample ``x'`` nearest to it by ``|cos|``, so
+  that codes gather by class, which the per-image pair terms never ask for.
 
 Two training steps with the same objective (``train.step``):
 
@@ -51,6 +54,7 @@ from ..losses import (
     cosine_similarity_loss,
     cross_correlation_loss,
     derangement,
+    nearest_other,
     reconstruction_mse,
     vae_objective,
 )
@@ -203,6 +207,10 @@ class DualContrast(DisentanglementModel):
         if self.loss_cfg.w_c_neg and c_neg is not None:
             terms["c_neg"] = cosine_similarity_loss(cxm, c_neg.float())
             loss = loss + self._cos_weight("w_c_neg") * terms["c_neg"]
+        if self.loss_cfg.w_c_nn:
+            neighbour = ctm.detach()[nearest_other(cxm, ctm)]
+            terms["c_nn"] = cosine_distance_loss(cxm, neighbour)
+            loss = loss + self._cos_weight("w_c_nn") * terms["c_nn"]
         if self.loss_cfg.w_z_neg:
             terms["z_neg"] = cosine_similarity_loss(cx.z_mu.float(), ct.z_mu.float(), self.loss_cfg.z_neg_margin)
             loss = loss + self._cos_weight("w_z_neg") * terms["z_neg"]

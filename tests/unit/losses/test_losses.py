@@ -13,6 +13,7 @@ from dualcontrast.losses import (
     gaussian_kl,
     info_nce,
     kl_term,
+    nearest_other,
     reconstruction_mse,
     reference_kl,
 )
@@ -127,6 +128,23 @@ def test_derangement_pairs_uniformly_with_other_samples():
         counts[torch.arange(n), p] += 1
     off = counts[~torch.eye(n, dtype=bool)] / trials
     assert torch.allclose(off, torch.full_like(off, 1 / (n - 1)), atol=0.03)
+
+
+@pytest.mark.parametrize("b", [2, 7])
+def test_nearest_other_matches_slow_reference(b):
+    torch.manual_seed(b)
+    a, c = torch.randn(b, 5), torch.randn(b, 5)
+    want = [max((j for j in range(b) if j != i), key=lambda j: abs(float(abs_cosine(a[i:i + 1], c[j:j + 1]))))
+            for i in range(b)]  # fmt: skip
+    assert nearest_other(a, c).tolist() == want
+
+
+def test_nearest_other_skips_the_own_pair_and_reads_antiparallel_as_near():
+    """Row i of b is a_i's own view: never chosen, even when it is the closest; |cos| makes -v as
+    near as v, the convention of the pair terms."""
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    b = torch.tensor([[1.0, 0.0], [-1.0, -0.05], [0.0, 1.0]])
+    assert nearest_other(a, b).tolist() == [1, 2, 1]
 
 
 def test_derangement_of_one_sample_is_an_error():

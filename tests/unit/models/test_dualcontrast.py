@@ -6,7 +6,7 @@ import torch
 
 from dualcontrast.config import build_config
 from dualcontrast.errors import ConfigError
-from dualcontrast.losses import cross_correlation_loss
+from dualcontrast.losses import cosine_distance_loss, cross_correlation_loss
 from dualcontrast.models import ABLATIONS, DualContrast, build_model
 
 
@@ -139,6 +139,24 @@ def test_decorrelation_term_is_the_cross_correlation_of_both_views_codes():
     torch.testing.assert_close(terms["decorr"], want)
     off = model_for((1, 16, 16))
     assert "decorr" not in off.training_step(x, off.configure_optimizers(1e-3))
+
+
+def test_content_neighbour_term_pulls_each_c_to_the_nearest_other_samples_view_b():
+    """``c_nn`` = 1 - |cos| between c(view a)_i and c(view b)_j, j != i the nearest by |cos|, found
+    here by brute force from the encoder; the neighbour gets no gradient; absent at weight 0."""
+    torch.manual_seed(0)
+    m = model_for((1, 16, 16), loss={"w_c_nn": 2.0})
+    x = torch.rand(6, 1, 16, 16)
+    d = m.draw(x)
+    terms = m._fused_step(x, m.configure_optimizers(0.0), d)
+    with torch.no_grad():
+        ca, cb = m.encode(d.xa).c_mu, m.encode(d.xt).c_mu
+        cos = torch.nn.functional.cosine_similarity(ca[:, None], cb[None], dim=-1).abs()
+        nn = [max((j for j in range(6) if j != i), key=lambda j: float(cos[i, j])) for i in range(6)]
+        want = cosine_distance_loss(ca, cb[nn])
+    torch.testing.assert_close(terms["c_nn"], want)
+    off = model_for((1, 16, 16))
+    assert "c_nn" not in off.training_step(x, off.configure_optimizers(1e-3))
 
 
 def test_z_positive_pairs_share_another_samples_z_code_with_codes_source():

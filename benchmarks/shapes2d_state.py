@@ -49,6 +49,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hinge-pivot-no-z-neg": ("off-centre hinge, no z-negative term", [HINGE_PIVOT, "loss.w_z_neg=0"]),
     "hinge-pivot-z-neg-0.3": ("off-centre hinge, z-negative weight 0.3", [HINGE_PIVOT, "loss.w_z_neg=0.3"]),
     "swap": ("the swapped reconstruction (loss.w_swap 1)", ["loss.w_swap=1"]),
+    # The pair terms ramp in over 5 epochs: the encoder first finds shapes by reconstruction,
+    # since whether a seed separates the bodies is decided early (shapes2d_state_n1000*_notes.md).
+    "contrastive-warmup-5": ("the cosine weights ramp from 0 over 5 epochs (loss.contrastive_warmup 5)",
+                             ["loss.contrastive_warmup=5"]),
     # The per-batch cosine decay, to hold the early peak a constant lr loses in some seeds.
     "cosine": ("lr: 1 epoch linear warm-up, then cosine to ~0 by the last epoch",
                ["train.schedule=cosine", "train.warmup_epochs=1"]),

@@ -92,7 +92,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # code, so that the codes gather by class. Weights are before per_dim's 1/10.
     "z4-c-nn-1": ("z-dim-4-matched with the content neighbour term, weight 1", [*MNIST_CPU_Z4, "loss.w_c_nn=1"]),
     "z4-c-nn-3": ("z-dim-4-matched with the content neighbour term, weight 3", [*MNIST_CPU_Z4, "loss.w_c_nn=3"]),
-    "z4-c-nn-10": ("z-dim-4-matched with the content neighbour term, weight 10", [*MNIST_CPU_Z4, "loss.w_c_nn=10"]),
+    "z4-c-nn-0.3": ("z-dim-4-matched with the content neighbour term, weight 0.3",
+                    [*MNIST_CPU_Z4, "loss.w_c_nn=0.3"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",

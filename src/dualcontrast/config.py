@@ -106,6 +106,8 @@ class LossConfig:
     # Not in the paper: c_neg pushes every random pair apart, same-class pairs too (one in ten on
     # MNIST), and c_pos only ties views of one image. This pulls c towards the nearest other
     # sample's code (NNCLR-style), a term that gathers a class rather than separating images.
+    # Measured on MNIST it lowers D(c|c) at every weight tried: a third of a batch's nearest
+    # neighbours are another digit, and c loses directions (benchmarks/results/z_checks_neighbour.md).
     w_c_nn: float = key(0.0, "weight of the content neighbour term: c(view a) pulled towards the detached c "
                         "of the view b, among the batch's other samples, nearest to it by |cos| (0: off, "
                         "as published)", low=0)

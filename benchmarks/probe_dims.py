@@ -5,7 +5,9 @@ dimensions gives the probe more features. This script scores trained runs' conte
 are (as ``metrics.json`` does: ``eval.max_fit_samples`` training rows, standardised) and again on
 their first k principal axes (fit on the training codes), so a 32-dimensional c can be compared
 with a 10-dimensional one at the same probe width, and with a 10-nearest-neighbour vote on all
-dimensions, a reader whose capacity does not grow with the width. It reads each run's ``embeddings.npz`` (the
+dimensions, a reader whose capacity does not grow with the width. Two geometry columns go with
+them: how often a code's nearest neighbour within a training-size batch shares its label, and
+the codes' effective rank. It reads each run's ``embeddings.npz`` (the
 checkpoint ``metrics.json`` names) and writes ``<results>/<name>.md`` (with ``<name>_notes.md``
 appended where it exists).
 
@@ -22,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
 from dualcontrast.evaluation.metrics import d_score
+from dualcontrast.losses import nearest_other
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sweep import write_report
@@ -40,6 +44,28 @@ def knn_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     return d_score(train_x, train_y, test_x, test_y, classifier=KNeighborsClassifier(n_neighbors=k), **probe)
 
 
+def batch_neighbour_agreement(c: np.ndarray, y: np.ndarray, *, batch: int = 100, n_batches: int = 200,
+                              seed: int = 0) -> float:  # fmt: skip
+    """How often the code nearest to a code by |cos| among a random batch of others has its label:
+    the neighbour a batch-level positive (``loss.w_c_nn``) would pull towards."""
+    rng = np.random.default_rng(seed)
+    codes, labels = torch.as_tensor(c), torch.as_tensor(y)
+    hits = []
+    for _ in range(n_batches):
+        idx = torch.as_tensor(rng.choice(len(c), size=min(batch, len(c)), replace=False))
+        neighbour = nearest_other(codes[idx], codes[idx])
+        hits.append(float((labels[idx] == labels[idx][neighbour]).double().mean()))
+    return float(np.mean(hits))
+
+
+def effective_rank(c: np.ndarray) -> float:
+    """exp of the entropy of the centred code's normalised squared singular values: the number of
+    directions the codes spread over (d for an isotropic cloud, 1 for a line)."""
+    s = np.linalg.svd(c - c.mean(axis=0), compute_uv=False) ** 2
+    p = s[s > 0] / s.sum()
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
 def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
     """``{"d": c's size, "checkpoint": ..., "full": D(c|c), "knn": the neighbour vote's accuracy,
     k: D(c|c) on k principal components}`` (k only where it is below c's size)."""
@@ -52,7 +78,8 @@ def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
     y_train, y_test = codes["train_content"], codes[f"{split}_content"]
     row: dict = {"d": train.shape[1], "checkpoint": metrics["checkpoint"],
                  "full": d_score(train, y_train, test, y_test, **probe),
-                 "knn": knn_score(train, y_train, test, y_test, **probe)}  # fmt: skip
+                 "knn": knn_score(train, y_train, test, y_test, **probe),
+                 "batch_nn": batch_neighbour_agreement(test, y_test), "rank": effective_rank(test)}  # fmt: skip
     for k in dims:
         if k < train.shape[1]:
             pca = PCA(n_components=k, random_state=0).fit(train)
@@ -83,17 +110,20 @@ def main() -> int:
         f"- D(c|c) as in each run's metrics.json (logistic regression scored on the {args.split} codes, fit on at most "
         "eval.max_fit_samples training codes, standardised); `first k PCs`: the same on the codes projected "
         "onto their first k principal axes, fit on the training codes; `10-NN`: a 10-nearest-neighbour vote on all "
-        "dimensions (standardised, the same training codes)",
+        "dimensions (standardised, the same training codes); `batch NN`: how often the nearest other code by |cos| "
+        f"in a random batch of 100 {args.split} codes has the same label (200 batches); `eff. rank`: exp of the "
+        "entropy of the centred codes' normalised squared singular values",
         "",
         "| run | c dims | checkpoint | D(c\\|c), all dims | "
         + " | ".join(f"first {k} PCs" for k in args.dims)
-        + " | 10-NN, all dims |",
-        "|---|---|---|---|" + "---|" * (len(args.dims) + 1),
+        + " | 10-NN, all dims | batch NN | eff. rank |",
+        "|---|---|---|---|" + "---|" * (len(args.dims) + 3),
     ]
     for name, row in rows.items():
         cells = " | ".join(f"{row[k]:.3f}" if k in row else "(all)" for k in args.dims)
         lines.append(
-            f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} | {row['knn']:.3f} |"
+            f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} | {row['knn']:.3f} "
+            f"| {row['batch_nn']:.3f} | {row['rank']:.2f} |"
         )
     args.results.mkdir(parents=True, exist_ok=True)
     write_report(args.results, args.name, lines)

@@ -55,3 +55,23 @@ def test_the_neighbour_vote_reads_a_class_the_linear_probe_cannot(probe_dims):
     probe = {"max_fit_samples": None, "seed": 0, "standardize": True}
     assert probe_dims.knn_score(x[:500], y[:500], x[500:], y[500:], **probe) > 0.95
     assert probe_dims.d_score(x[:500], y[:500], x[500:], y[500:], **probe) < 0.7
+
+
+def test_batch_neighbours_share_the_label_in_a_perfect_code_and_by_chance_in_a_useless_one(probe_dims):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 1000)
+    perfect = np.eye(4)[y] + rng.normal(0, 0.05, (1000, 4))  # one axis per class
+    assert probe_dims.batch_neighbour_agreement(perfect, y) > 0.99
+    useless = rng.normal(size=(1000, 4))
+    assert abs(probe_dims.batch_neighbour_agreement(useless, y) - 0.25) < 0.03
+
+
+def test_effective_rank_counts_the_directions_and_ignores_duplicated_dimensions(probe_dims):
+    rng = np.random.default_rng(0)
+    iso = rng.normal(size=(5000, 6))
+    assert 5.8 < probe_dims.effective_rank(iso) <= 6.0
+    assert probe_dims.effective_rank(np.concatenate([iso, iso], axis=1)) == pytest.approx(
+        probe_dims.effective_rank(iso)
+    )
+    line = rng.normal(size=(500, 1)) * np.ones((1, 6))
+    assert probe_dims.effective_rank(line) == pytest.approx(1.0, abs=1e-6)

@@ -103,6 +103,9 @@ class LossConfig:
     # Not in the paper: none of its terms stops identity from filling z once the decoder reads z.
     # This one asks for no linear relation between the codes; measured on MNIST it lowered D(c|c)
     # more than D(c|z) (benchmarks/results/z_checks.md).
+    w_decorr: float = key(0.0, "weight of the c-z decorrelation: mean squared correlation between every "
+                          "content and transformation dimension over the batch, both views (0: off, as published)",
+                          low=0)
     # Not in the paper: c_neg pushes every random pair apart, same-class pairs too (one in ten on
     # MNIST), and c_pos only ties views of one image. This pulls c towards the nearest other
     # sample's code (NNCLR-style), a term that gathers a class rather than separating images.
@@ -111,9 +114,6 @@ class LossConfig:
     w_c_nn: float = key(0.0, "weight of the content neighbour term: c(view a) pulled towards the detached c "
                         "of the view b, among the batch's other samples, nearest to it by |cos| (0: off, "
                         "as published)", low=0)
-    w_decorr: float = key(0.0, "weight of the c-z decorrelation: mean squared correlation between every "
-                          "content and transformation dimension over the batch, both views (0: off, as published)",
-                          low=0)
 
 
 @dataclass

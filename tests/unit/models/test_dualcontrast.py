@@ -98,14 +98,25 @@ def test_per_dim_cosine_scale_divides_by_the_code_size():
     assert m._cos_weight("w_z_neg") == pytest.approx(1 / 3)
 
 
+def fused_step_terms(**loss):
+    """A 16x16 model with these loss settings, a batch of 6, its draws and the raw terms of one
+    fused step at lr 0 (the weights stay those the terms are written out from)."""
+    torch.manual_seed(0)
+    m = model_for((1, 16, 16), loss=loss)
+    x = torch.rand(6, 1, 16, 16)
+    d = m.draw(x)
+    return m, x, d, m._fused_step(x, m.configure_optimizers(0.0), d)
+
+
+def assert_absent_by_default(term, x):
+    off = model_for((1, 16, 16))
+    assert term not in off.training_step(x, off.configure_optimizers(1e-3))
+
+
 def test_swapped_reconstruction_decodes_each_view_with_the_other_views_content():
     """``rec_swap`` = MSE(view a, dec(c_b, z_a)) + MSE(view b, dec(c_a, z_b)) with the step's own
     noise, written out here from the encoder and decoder; absent (and no decoder work) at weight 0."""
-    torch.manual_seed(0)
-    m = model_for((1, 16, 16), loss={"w_swap": 0.5})
-    x = torch.rand(6, 1, 16, 16)
-    d = m.draw(x)
-    terms = m._fused_step(x, m.configure_optimizers(0.0), d)
+    m, x, d, terms = fused_step_terms(w_swap=0.5)
 
     def sampled(v):
         cd = m.encode(v)
@@ -121,42 +132,31 @@ def test_swapped_reconstruction_decodes_each_view_with_the_other_views_content()
     with torch.no_grad():
         own = ((m.decode(c_a, z_a) - d.xa) ** 2).mean() + ((m.decode(c_b, z_b) - d.xt) ** 2).mean()
     assert not torch.isclose(terms["rec_swap"], own)
-    off = model_for((1, 16, 16))
-    assert "rec_swap" not in off.training_step(x, off.configure_optimizers(1e-3))
+    assert_absent_by_default("rec_swap", x)
 
 
 def test_decorrelation_term_is_the_cross_correlation_of_both_views_codes():
     """``decorr`` = cross_correlation_loss over the c and z means of view a then view b, from the
     encoder written out here; absent at weight 0."""
-    torch.manual_seed(0)
-    m = model_for((1, 16, 16), loss={"w_decorr": 3.0})
-    x = torch.rand(6, 1, 16, 16)
-    d = m.draw(x)
-    terms = m._fused_step(x, m.configure_optimizers(0.0), d)
+    m, x, d, terms = fused_step_terms(w_decorr=3.0)
     with torch.no_grad():
         ca, cb = m.encode(d.xa), m.encode(d.xt)
         want = cross_correlation_loss(torch.cat([ca.c_mu, cb.c_mu]), torch.cat([ca.z_mu, cb.z_mu]))
     torch.testing.assert_close(terms["decorr"], want)
-    off = model_for((1, 16, 16))
-    assert "decorr" not in off.training_step(x, off.configure_optimizers(1e-3))
+    assert_absent_by_default("decorr", x)
 
 
 def test_content_neighbour_term_pulls_each_c_to_the_nearest_other_samples_view_b():
     """``c_nn`` = 1 - |cos| between c(view a)_i and c(view b)_j, j != i the nearest by |cos|, found
-    here by brute force from the encoder; the neighbour gets no gradient; absent at weight 0."""
-    torch.manual_seed(0)
-    m = model_for((1, 16, 16), loss={"w_c_nn": 2.0})
-    x = torch.rand(6, 1, 16, 16)
-    d = m.draw(x)
-    terms = m._fused_step(x, m.configure_optimizers(0.0), d)
+    here by brute force from the encoder; absent at weight 0."""
+    m, x, d, terms = fused_step_terms(w_c_nn=2.0)
     with torch.no_grad():
         ca, cb = m.encode(d.xa).c_mu, m.encode(d.xt).c_mu
         cos = torch.nn.functional.cosine_similarity(ca[:, None], cb[None], dim=-1).abs()
         nn = [max((j for j in range(6) if j != i), key=lambda j: float(cos[i, j])) for i in range(6)]
         want = cosine_distance_loss(ca, cb[nn])
     torch.testing.assert_close(terms["c_nn"], want)
-    off = model_for((1, 16, 16))
-    assert "c_nn" not in off.training_step(x, off.configure_optimizers(1e-3))
+    assert_absent_by_default("c_nn", x)
 
 
 def test_z_positive_pairs_share_another_samples_z_code_with_codes_source():

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import cell, quality_2d_result, write_report
+from sweep import cell, kept_validation_row, quality_2d_result, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -84,11 +84,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
         "shapes2d", tag(variant, seed), settings, epochs=args.epochs, eval_every=args.eval_every,
         workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
     )  # fmt: skip
-    # The validation row of the checkpoint kept (files older than "best_epoch" kept the best
-    # validation D(c|c), the only rule there was).
-    kept = doc.get("best_epoch")
-    val = (next(r for r in doc["curve"] if int(r["epoch"]) == kept) if kept is not None
-           else max(doc["curve"], key=lambda r: float(r["d_c_c"])))  # fmt: skip
+    val = kept_validation_row(doc)
     return {"val": {k: float(val[k]) for k in COLUMNS if val.get(k)}, "test": doc["final"],
             "best_epoch": int(val["epoch"]), "train_seconds": doc["train_seconds"]}  # fmt: skip
 

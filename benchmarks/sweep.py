@@ -32,6 +32,15 @@ def quality_2d_result(
     return json.loads(stem.read_text())
 
 
+def kept_validation_row(doc: dict) -> dict:
+    """The curve row (validation scores) of the checkpoint a ``quality_2d.py`` run kept. Files
+    older than ``"best_epoch"`` kept the best validation D(c|c), the only rule there was."""
+    kept = doc.get("best_epoch")
+    if kept is None:
+        return max(doc["curve"], key=lambda r: float(r["d_c_c"]))
+    return next(r for r in doc["curve"] if int(r["epoch"]) == kept)
+
+
 def cell(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"

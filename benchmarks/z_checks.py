@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sweep import cell, quality_2d_result, write_report
+from sweep import cell, kept_validation_row, quality_2d_result, write_report
 
 REPO = Path(__file__).resolve().parents[1]
 MNIST = REPO.parent / "shared" / "datasets" / "mnist.npz"
@@ -119,8 +119,8 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
         str(args.data), tag(variant, seed), settings, epochs=args.epochs, eval_every=args.eval_every,
         workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
     )  # fmt: skip
-    kept = next(r for r in doc["curve"] if int(r["epoch"]) == doc["best_epoch"])
-    return {"test": doc["final"], "val_d_c_c": float(kept["d_c_c"]), "best_epoch": doc["best_epoch"],
+    kept = kept_validation_row(doc)
+    return {"test": doc["final"], "val_d_c_c": float(kept["d_c_c"]), "best_epoch": int(kept["epoch"]),
             "train_seconds": doc["train_seconds"]}  # fmt: skip
 
 

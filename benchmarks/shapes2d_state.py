@@ -56,8 +56,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # The per-batch cosine decay, to hold the early peak a constant lr loses in some seeds.
     "cosine": ("lr: 1 epoch linear warm-up, then cosine to ~0 by the last epoch",
                ["train.schedule=cosine", "train.warmup_epochs=1"]),
-    # The validation scores swing by 0.03-0.07 between evaluations (shapes2d_state_n1000*_notes.md).
-    "ema-0.999": ("a moving average of the weights, decay 0.999 (~5 epochs of 180 batches)", ["train.ema=0.999"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": (

@@ -94,10 +94,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "z4-c-nn-3": ("z-dim-4-matched with the content neighbour term, weight 3", [*MNIST_CPU_Z4, "loss.w_c_nn=3"]),
     "z4-c-nn-0.3": ("z-dim-4-matched with the content neighbour term, weight 0.3",
                     [*MNIST_CPU_Z4, "loss.w_c_nn=0.3"]),
-    # A moving average of the weights (train.ema). 10,000 images are 90 steps an epoch: 0.995
-    # averages over ~2 epochs, as 0.999 does over the full set's 540 steps an epoch.
-    "z4-ema-0.99": ("z-dim-4-matched with a weight average, decay 0.99", [*MNIST_CPU_Z4, "train.ema=0.99"]),
-    "z4-ema-0.995": ("z-dim-4-matched with a weight average, decay 0.995", [*MNIST_CPU_Z4, "train.ema=0.995"]),
     "mnist-cpu-swap-gamma-z-0.5-mean": ("mnist-cpu-swap-gamma-z-0.5 with the cosine terms at full weight (mean)",
                                         [*MNIST_CPU_SWAP, "loss.cosine_scale=mean"]),
     "mnist-cpu-swap-gamma-z-0.5-z-neg-3": ("mnist-cpu-swap-gamma-z-0.5 with the z-negative weight 3",

@@ -147,9 +147,6 @@ class TrainConfig:
         None, "rising phase of cosine / onecycle in epochs (fractions allowed); null: cosine none, "
         "onecycle 30% of train.epochs", low=0,
     )
-    ema: float = key(0.0, "decay of an exponential moving average of the weights, per training batch (e.g. "
-                     "0.999; 0: off); validation, best.pt and the commands that load the run use the average",
-                     low=0, high=1, high_open=True)
     step: str = key("fused", "fused | reference (the published per-step procedure)")
     seed: int = key(0, "seed of initialisation and batches", low=0)
     device: str = key("auto", "auto | cpu | cuda | cuda:N")

@@ -344,8 +344,6 @@ def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple
 
     best = state.meta.get("best")
     if best is None or int(best["epoch"]) == state.epoch or not run.best_checkpoint.exists():
-        if state.average is not None:  # training is over: the model keeps the average it is scored with
-            state.model.load_state_dict(state.average.state)
         state.model.eval()
         kind = "best" if best is not None and int(best["epoch"]) == state.epoch else "last"
         return state.model, state.epoch, checkpoint_label(kind, state.epoch, best)

@@ -92,25 +92,3 @@ def test_config_yaml_holds_the_resolved_model_output(tmp_path):
     saved = result.run.config
     assert load_config(saved).model.output == "sigmoid"  # shapes2d lies in [0, 1]
     assert read_meta(saved)["model_as_given"] == {"model.output": "auto"}
-
-
-def test_a_finished_run_is_scored_with_its_weight_average(tmp_path):
-    """With train.ema the model scored after training (in memory, no best.pt) is the average, as
-    a later command loading the run gets it."""
-    import torch
-
-    from dualcontrast.models import load_trained_model
-    from dualcontrast.workflow import evaluation_model, train_run
-
-    cfg = resolve_config(data="shapes2d", settings={
-        "data": {"params": {"n_train_per_cell": 2, "n_test_per_cell": 1}, "val_fraction": 0},
-        "train": {"epochs": 2, "batch_size": 20, "device": "cpu", "progress": False, "ema": 0.9},
-    })  # fmt: skip
-    result = train_run(cfg, tmp_path / "run", evaluate=False)
-    own = {k: v.clone() for k, v in result.state.model.state_dict().items()}
-    scored, _, label = evaluation_model(result.run, cfg, result.state, torch.device("cpu"))
-    loaded, _ = load_trained_model(result.run, cfg, torch.device("cpu"), "last")
-    assert label == "last (epoch 2)"
-    for k, v in loaded.state_dict().items():
-        assert torch.equal(scored.state_dict()[k], v), k
-    assert any(not torch.equal(own[k], v) for k, v in loaded.state_dict().items())

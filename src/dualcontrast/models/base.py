@@ -246,8 +246,7 @@ def load_trained_model(
     ckpt = load_checkpoint(path, map_location=device)
     meta = ckpt["meta"]
     model = build_model(cfg, tuple(meta["sample_shape"]), meta["output"]).to(device)
-    # The weight average (train.ema) is what the run was scored with; "model" is what training resumes.
-    model.load_state_dict(ckpt["ema"]["state"] if "ema" in ckpt else ckpt["model"])
+    model.load_state_dict(ckpt["model"])
     model.eval()
     ckpt["chosen"] = kind
     return model, ckpt

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import sys
@@ -22,7 +21,6 @@ from ..errors import ConfigError, DivergenceError, RunDirError
 from ..models import DisentanglementModel, build_model
 from ..rundir import RunDir, atomic_copy, atomic_save, load_checkpoint
 from . import distributed
-from .averaging import WeightAverage
 from .batches import BatchSource, batches_per_epoch
 from .runtime import rng_state, seed_everything, set_rng_state
 from .schedule import build_schedulers, resync
@@ -49,12 +47,6 @@ class TrainState:
     epoch: int = 0  # epochs completed
     schedule_interval: str = "epoch"  # when the schedulers step: "epoch" or "batch"
     meta: dict[str, Any] = field(default_factory=dict)
-    average: WeightAverage | None = None  # train.ema
-
-    def evaluated(self) -> contextlib.AbstractContextManager[None]:
-        """Inside the block the model holds the weights that are scored and used (the average
-        where train.ema is on)."""
-        return self.average.applied(self.model) if self.average is not None else contextlib.nullcontext()
 
     def checkpoint(self, rng_ranks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Everything to resume. ``rng_ranks``: the RNG state of every process of a
@@ -70,8 +62,6 @@ class TrainState:
         }
         if rng_ranks is not None:
             ckpt["rng_ranks"] = rng_ranks
-        if self.average is not None:
-            ckpt["ema"] = self.average.state_dict()
         return ckpt
 
     def restore(self, ckpt: dict[str, Any], rank: int = 0, world_size: int = 1) -> None:
@@ -81,10 +71,6 @@ class TrainState:
         for k, s in self.schedulers.items():
             s.load_state_dict(ckpt["schedulers"][k])
         resync(self.schedulers)
-        if self.average is not None:
-            if "ema" not in ckpt:
-                raise RunDirError("the run was trained without train.ema; it cannot be resumed with it")
-            self.average.load_state_dict(ckpt["ema"])
         self.epoch = int(ckpt["epoch"])
         ranks = ckpt.get("rng_ranks")
         if world_size == 1:
@@ -127,14 +113,13 @@ def build_state(
     model = model.to(device)
     optimizers = model.configure_optimizers(cfg.train.lr)
     schedulers, interval = build_schedulers(cfg.train, optimizers, steps_per_epoch)
-    average = WeightAverage(model, cfg.train.ema) if cfg.train.ema > 0 else None
     meta = {
         "sample_shape": list(sample_shape),
         "output": output,
         "model": cfg.model.name,
         "seed": cfg.train.seed,
     }
-    return TrainState(model, optimizers, schedulers, schedule_interval=interval, meta=meta, average=average)
+    return TrainState(model, optimizers, schedulers, schedule_interval=interval, meta=meta)
 
 
 def _rank_seed(seed: int, rank: int, epoch: int = 0) -> int:
@@ -359,10 +344,7 @@ class Trainer:
         """Score the epoch just done on validation (eval_log.csv); whether it is the best so far
         (then ``meta["best"]`` records it, in the checkpoint written next)."""
         st = self.state
-        if self.validate is None:
-            return False
-        with st.evaluated():
-            result = self.validate(st)
+        result = self.validate(st) if self.validate is not None else None
         if result is None:
             return False
         append_csv(self.run.eval_log, {"epoch": st.epoch, **{k: round(v, 4) for k, v in result.scores.items()}})
@@ -381,8 +363,6 @@ class Trainer:
         last_shown = time.perf_counter()
         for i, x in enumerate(bar):
             terms = st.model.training_step(x, st.optimizers)
-            if st.average is not None:
-                st.average.update(st.model)
             if st.schedule_interval == "batch":
                 self._step_schedulers()
             for k, v in terms.items():

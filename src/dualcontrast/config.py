@@ -147,6 +147,9 @@ class TrainConfig:
         None, "rising phase of cosine / onecycle in epochs (fractions allowed); null: cosine none, "
         "onecycle 30% of train.epochs", low=0,
     )
+    restarts: int = key(1, "independent trainings from seeds train.seed, train.seed + 1, ...; the run keeps the "
+                        "one with the best validation score (train.select), like scikit-learn's n_init; each "
+                        "costs a full training", low=1)
     step: str = key("fused", "fused | reference (the published per-step procedure)")
     seed: int = key(0, "seed of initialisation and batches", low=0)
     device: str = key("auto", "auto | cpu | cuda | cuda:N")

@@ -45,6 +45,8 @@ _OUTPUTS = (
     "analysis",
     "report.html",
     "benchmark.json",
+    "restarts",
+    "restarts.csv",
 )
 _OUTPUT_PATTERNS = ("embeddings_*.npz",)
 

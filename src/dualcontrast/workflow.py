@@ -18,6 +18,7 @@ Example (a notebook)::
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -241,8 +242,9 @@ def train_run(
     ctx = init_distributed(cfg.train.device)
     done = False
     try:
-        result = _train(cfg, outdir, ctx, resume=resume, overwrite=overwrite, evaluate=evaluate,
-                        command=command, given=given)  # fmt: skip
+        train = _train_restarts if cfg.train.restarts > 1 else _train
+        result = train(cfg, outdir, ctx, resume=resume, overwrite=overwrite, evaluate=evaluate,
+                       command=command, given=given)  # fmt: skip
         done = True
     finally:
         shutdown(ctx, synchronize=done)
@@ -250,8 +252,6 @@ def train_run(
 
 
 def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
-    import sys
-
     import torch.distributed as dist
 
     from .evaluation.run import validation_scorer
@@ -336,6 +336,106 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> 
     return TrainResult(run, state, splits, doc)
 
 
+RESTART_COLUMNS = ("seed", "best_epoch", "metric", "value", "chosen")
+
+
+def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
+    """``train.restarts`` N > 1: N trainings from seeds ``train.seed`` .. ``train.seed + N - 1``,
+    each a run of its own in ``RUN/restarts/seed<S>/`` (trained exactly as a run with that seed
+    alone). RUN gets the checkpoints and logs of the one whose best validation score (the record
+    that chose its best.pt) is best, ``restarts.csv`` lists them all, and RUN is evaluated as
+    any run. ``resume`` continues the unfinished ones; ``overwrite`` builds the new run aside and
+    replaces the old one only when every restart is done. TrainResult.state is the chosen
+    restart's final state where it was trained by this call, else None.
+    """
+    import shutil
+
+    import torch.distributed as dist
+
+    from .rundir import atomic_copy, load_checkpoint
+    from .training import append_csv
+
+    if cfg.data.val_fraction <= 0:
+        raise ConfigError("train.restarts > 1 chooses among trainings on validation: set data.val_fraction > 0")
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    command = list(command) if command is not None else sys.argv
+    if resume:
+        if outdir is None:
+            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
+        final = RunDir.open(outdir)
+        resume_changes(load_config(final.config), cfg)
+    else:
+        final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
+        RunDir.check_new(final.root, overwrite=overwrite)
+    replacing = overwrite and final.root.is_dir() and any(final.root.iterdir())
+    target = RunDir(final.staging()) if replacing and ctx.is_main else final
+    if ctx.enabled:
+        # Every rank trains in rank 0's directory (its default name holds the time, its staging a random part).
+        where = [str(target.root)]
+        dist.broadcast_object_list(where, src=0)
+        target = RunDir(Path(where[0]))
+    created = not resume and not target.root.exists()
+    if not resume and ctx.is_main:
+        RunDir.create(target.root, overwrite=replacing)
+        save_config(cfg, target.config, command=command, meta={"data_as_given": given} if given else {})
+    chosen: dict[str, Any] | None = None
+    states: dict[int, Any] = {}
+    try:
+        records = []
+        for k in range(cfg.train.restarts):
+            seed = cfg.train.seed + k
+            one = build_config(cfg.to_dict())
+            one.train.seed, one.train.restarts = seed, 1
+            sub = RunDir(target.root / "restarts" / f"seed{seed}")
+            started = sub.config.exists()
+            done = started and sub.last_checkpoint.exists() and (
+                int(load_checkpoint(sub.last_checkpoint)["epoch"]) >= cfg.train.epochs
+            )
+            if not done:
+                states[seed] = _train(one, sub.root, ctx, resume=started, overwrite=False, evaluate=False,
+                                      command=command, given=given).state  # fmt: skip
+            if ctx.is_main:
+                best = load_checkpoint(sub.last_checkpoint)["meta"].get("best")
+                if best is None:
+                    raise ConfigError(f"{sub.root}: no validation score was recorded; restarts cannot be compared")
+                records.append({"seed": seed, "best_epoch": int(best["epoch"]), "metric": best["metric"],
+                                "value": float(best["value"]), "higher": bool(best["higher_is_better"]), "sub": sub})  # fmt: skip
+        if ctx.is_main:
+            sign = 1.0 if records[0]["higher"] else -1.0
+            chosen = max(records, key=lambda r: sign * r["value"])  # ties: the lower seed
+            for name in ("last.pt", "best.pt"):
+                if (chosen["sub"].checkpoints / name).exists():
+                    atomic_copy(chosen["sub"].checkpoints / name, target.checkpoints / name)
+            for path in (target.log, target.eval_log, target.root / "restarts.csv"):
+                path.unlink(missing_ok=True)
+            for name in ("log.csv", "eval_log.csv"):
+                if (chosen["sub"].root / name).exists():
+                    shutil.copyfile(chosen["sub"].root / name, target.root / name)
+            for r in records:
+                append_csv(target.root / "restarts.csv", {**{c: r.get(c) for c in RESTART_COLUMNS[:-1]},
+                                                          "chosen": r is chosen})  # fmt: skip
+            # config.yaml says what the model was built with (model.output resolved), as any run's.
+            meta = read_meta(target.config)
+            meta.update({k: v for k, v in read_meta(chosen["sub"].config).items() if k == "model_as_given"})
+            cfg.model.output = load_config(chosen["sub"].config).model.output
+            save_config(cfg, target.config, meta=meta)
+            log.info("restarts: seed %d kept (validation %s %.4f; %s)", chosen["seed"], chosen["metric"],
+                     chosen["value"], ", ".join(f"seed {r['seed']}: {r['value']:.4f}" for r in records))  # fmt: skip
+    except BaseException:
+        if ctx.is_main and target.root != final.root:
+            shutil.rmtree(target.root, ignore_errors=True)
+        elif ctx.is_main and created and not any((target.root / "restarts").glob("*/checkpoints/last.pt")):
+            _discard(target, whole=True)
+        raise
+    if target.root != final.root:
+        final.replace_with(target.root)
+    splits = load_splits(cfg)
+    doc = evaluate_checkpoint(final, cfg, splits, ctx.device) if evaluate and ctx.is_main else None
+    state = states.get(chosen["seed"]) if chosen is not None else None
+    return TrainResult(final, state, splits, doc)
+
+
 def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple[Any, int, str]:
     """``(model, epoch, checkpoint label)`` a finished training is scored with: the best
     validation epoch (best.pt) where the run has one, else the final state in memory."""
@@ -386,16 +486,23 @@ def evaluate_run(
     metrics.json and (``figures``) figures/. Returns metrics.json's content.
     ``checkpoint``: ``auto`` (best.pt where the run has one, else last.pt), ``best`` or ``last``;
     metrics.json says which. ``device``: default the run's ``train.device``."""
-    from .models import load_trained_model
-    from .training import checkpoint_label, run_device
+    from .training import run_device
 
     run, cfg = open_run(path)
     dev = run_device(cfg, device)
-    splits = load_splits(cfg)
-    model, ckpt = load_trained_model(run, cfg, dev, checkpoint)
+    return evaluate_checkpoint(run, cfg, load_splits(cfg), dev, figures=figures, checkpoint=checkpoint)
+
+
+def evaluate_checkpoint(run: RunDir, cfg: Config, splits, device, *, figures: bool = True,
+                        checkpoint: str = "auto") -> dict[str, Any]:  # fmt: skip
+    """:func:`write_evaluation` of a run's saved ``checkpoint`` (auto | best | last)."""
+    from .models import load_trained_model
+    from .training import checkpoint_label
+
+    model, ckpt = load_trained_model(run, cfg, device, checkpoint)
     epoch = int(ckpt["epoch"])
     label = checkpoint_label(ckpt["chosen"], epoch, ckpt["meta"].get("best"))
-    return write_evaluation(run, cfg, model, splits, dev, epoch=epoch, figures=figures, checkpoint=label)
+    return write_evaluation(run, cfg, model, splits, device, epoch=epoch, figures=figures, checkpoint=label)
 
 
 def analyze_run(
@@ -476,7 +583,7 @@ def run_summary(run: RunDir, metrics: dict[str, Any] | None) -> str:
                 f"({', '.join(few['classes'])}): these scores are rough"
             )
     written = [p for p in (run.config, run.last_checkpoint, run.best_checkpoint, run.log, run.eval_log, run.embeddings, run.metrics,
-                           run.root / "report.html") if p.exists()]  # fmt: skip
+                           run.root / "report.html", run.root / "restarts.csv") if p.exists()]  # fmt: skip
     written += sorted(run.figures.glob("*.png")) if run.figures.is_dir() else []
     lines.append("  wrote: " + ", ".join(str(p.relative_to(run.root)) for p in written))
     lines += [

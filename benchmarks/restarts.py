@@ -1,0 +1,99 @@
+"""What ``train.restarts N`` gives: the best of N consecutive seeds by validation, from per-seed runs.
+
+``train.restarts N`` with ``train.seed s`` trains seeds s .. s + N - 1, each exactly as the run of
+that seed alone (tests/unit/test_workflow_restarts.py), and keeps the one with the best
+validation score of ``train.select``. So its outcome can be read off runs already made one seed
+at a time: this script takes ``shapes2d_state.py`` result files (JSON; one variant, each seed
+once), groups the seeds into consecutive blocks of N (0-1, 2-3, ... for N = 2) and reports, per
+block, the seed the validation score keeps and its test scores, then mean ± std over blocks.
+
+    python benchmarks/restarts.py --variant base --restarts 2 3 4 \\
+        --inputs benchmarks/results/shapes2d_state_n1000.json benchmarks/results/shapes2d_state_n1000_seeds23.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sweep import cell, write_report
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ("d_c_c", "d_z_z", "d_z_c", "ari_c")
+LABELS = {"d_c_c": "D(c\\|c)", "d_z_z": "D(state\\|z)", "d_z_c": "D(state\\|c)", "ari_c": "ARI(c)"}
+
+
+def seed_rows(paths: list[Path], variant: str) -> dict[int, dict]:
+    """``{seed: row}`` of ``variant`` over the result files (a seed found twice is an error)."""
+    found: dict[int, dict] = {}
+    for path in paths:
+        doc = json.loads(path.read_text())
+        for seed, row in zip(doc["args"]["seeds"], doc["variants"].get(variant, []), strict=False):
+            if seed in found:
+                raise SystemExit(f"{path}: seed {seed} of {variant!r} is in another input too")
+            found[seed] = {**row, "file": path.name}
+    return dict(sorted(found.items()))
+
+
+def blocks(seeds: list[int], n: int) -> list[list[int]]:
+    """Consecutive seeds in blocks of ``n`` starting at multiples of ``n`` (incomplete blocks left out)."""
+    return [list(range(s, s + n)) for s in range(0, max(seeds) + 1, n) if all(t in seeds for t in range(s, s + n))]
+
+
+def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int:
+    """The seed ``train.restarts`` keeps: highest validation score, the lower seed on a tie."""
+    return max(block, key=lambda s: (rows[s]["val"][score], -s))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--inputs", type=Path, nargs="+", required=True, help="shapes2d_state.py result JSON files")
+    p.add_argument("--variant", default="base")
+    p.add_argument("--restarts", type=int, nargs="+", default=[2, 3])
+    p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
+    p.add_argument("--name", default="shapes2d_restarts")
+    args = p.parse_args()
+    rows = seed_rows(args.inputs, args.variant)
+    seeds = list(rows)
+    lines = [
+        f"# `train.restarts`: the best of N seeds by validation ({args.variant}, built-in 2D data)",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/restarts.py', *sys.argv[1:]])}`",
+        "",
+        f"- per-seed runs: {', '.join(sorted({r['file'] for r in rows.values()}))} (seeds {seeds}); the "
+        "protocol, device and wall time are in those files",
+        "- restarts N: seeds in blocks of N (0..N-1, N..2N-1, ...); per block the seed with the highest "
+        "validation D(c|c) at its kept checkpoint, as `train.restarts N` with `train.seed` at the block's "
+        "first seed keeps it; its test scores. Training costs N runs per block.",
+        "",
+        "| restarts | block | kept seed (validation D(c\\|c)) | " + " | ".join(f"{LABELS[k]} test" for k in COLUMNS) + " |",
+        "|---|---|---|" + "---|" * len(COLUMNS),
+    ]
+    single = {k: [float(rows[s]["test"][k]) for s in seeds] for k in COLUMNS}
+    lines.append("| 1 | each seed | " + f"{len(seeds)} runs | " + " | ".join(cell(single[k]) for k in COLUMNS) + " |")
+    summary = {"1": {k: single[k] for k in COLUMNS}}
+    for n in args.restarts:
+        kept = []
+        for block in blocks(seeds, n):
+            s = choose(rows, block)
+            kept.append(s)
+            lines.append(f"| {n} | {block[0]}-{block[-1]} | {s} ({rows[s]['val']['d_c_c']:.3f}) | "
+                         + " | ".join(f"{float(rows[s]['test'][k]):.3f}" for k in COLUMNS) + " |")  # fmt: skip
+        if len(kept) > 1:
+            lines.append(f"| {n} | mean ± std | {len(kept)} blocks | "
+                         + " | ".join(cell([float(rows[s]["test"][k]) for s in kept]) for k in COLUMNS) + " |")  # fmt: skip
+        summary[str(n)] = {k: [float(rows[s]["test"][k]) for s in kept] for k in COLUMNS}
+    args.results.mkdir(parents=True, exist_ok=True)
+    doc = {"args": {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in vars(args).items()},
+           "test": summary}  # fmt: skip
+    (args.results / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
+    write_report(args.results, args.name, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

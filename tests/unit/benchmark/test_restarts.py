@@ -1,0 +1,37 @@
+"""benchmarks/restarts.py: which seeds form a block and which one train.restarts keeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def restarts(benchmark_scripts):
+    (module,) = benchmark_scripts("restarts")
+    return module
+
+
+def row(val):
+    return {"val": {"d_c_c": val}, "test": {"d_c_c": val}}
+
+
+def test_blocks_are_consecutive_and_complete(restarts):
+    assert restarts.blocks([0, 1, 2, 3, 5], 2) == [[0, 1], [2, 3]]
+    assert restarts.blocks([0, 1, 2, 3, 4, 5], 3) == [[0, 1, 2], [3, 4, 5]]
+    assert restarts.blocks([1, 2], 2) == []  # a block starts at a multiple of N, as seed s, s + 1 ... of a run
+
+
+def test_the_highest_validation_score_is_kept_and_ties_go_to_the_lower_seed(restarts):
+    rows = {0: row(0.90), 1: row(0.95), 2: row(0.95)}
+    assert restarts.choose(rows, [0, 1]) == 1
+    assert restarts.choose(rows, [1, 2]) == 1
+
+
+def test_a_seed_in_two_inputs_is_refused(restarts, tmp_path):
+    doc = {"args": {"seeds": [0]}, "variants": {"base": [row(0.9)]}}
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text(json.dumps(doc))
+    with pytest.raises(SystemExit, match="seed 0"):
+        restarts.seed_rows([tmp_path / "a.json", tmp_path / "b.json"], "base")

@@ -72,6 +72,17 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path):
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 3
 
 
+def test_restarts_under_torchrun(tmp_path):
+    """train.restarts with two processes: every restart trained by both, rank 0 alone choosing."""
+    run = tmp_path / "run"
+    torchrun(["-m", "dualcontrast.cli.main", "train", *CLI_SETTINGS, "--epochs", "1", "--set", "train.restarts=2",
+              "-o", str(run)], tmp_path)  # fmt: skip
+    assert sorted(p.name for p in (run / "restarts").iterdir()) == ["seed0", "seed1"]
+    with open(run / "restarts.csv", newline="") as f:
+        assert [r["chosen"] for r in csv.DictReader(f)].count("True") == 1
+    assert log_epochs(run) == ["1"] and (run / "checkpoints" / "best.pt").exists()
+
+
 def test_replicas_agree_and_resume_is_exact(tmp_path):
     torchrun([__file__, str(tmp_path)], tmp_path)
     for rank in (0, 1):

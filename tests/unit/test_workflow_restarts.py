@@ -60,6 +60,8 @@ def test_resume_continues_every_restart_and_chooses_again(tmp_path):
         assert load_checkpoint(result.run.root / "restarts" / f"seed{seed}" / "checkpoints" / "last.pt")["epoch"] == 2
     assert len(rows(result.run.root / "restarts.csv")) == 2
     assert result.metrics is not None and result.run.metrics.exists()
+    page = (result.run.root / "report.html").read_text()
+    assert "<h2>Restarts</h2>" in page and page.count("<td>kept</td>") == 1
 
 
 def test_overwrite_keeps_the_users_own_files(tmp_path):

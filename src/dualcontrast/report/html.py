@@ -150,6 +150,23 @@ def _metrics_section(metrics: dict[str, Any], chance: dict[str, float]) -> str:
     return "\n".join(out)
 
 
+def _restarts_section(run: Path) -> str:
+    """The table of ``restarts.csv`` (train.restarts): which seed the run is, and why."""
+    rows = _read_csv(run / "restarts.csv")
+    if not rows:
+        return ""
+    cells = "".join(
+        f"<tr><td>{_esc(r['seed'])}</td><td>{_esc(r['best_epoch'])}</td><td>{_esc(r['metric'])} "
+        f"{_fmt(float(r['value']))}</td><td>{'kept' if r['chosen'] == 'True' else ''}</td></tr>"
+        for r in rows
+    )
+    return (
+        "<h2>Restarts</h2><p>train.restarts trained one run per seed (in restarts/seed&lt;S&gt;/); this run "
+        "is the one with the best validation score, and the curves below are its own.</p>"
+        f"<table><tr><th>seed</th><th>best epoch</th><th>validation score</th><th></th></tr>{cells}</table>"
+    )
+
+
 def _curves(rows: list[dict[str, str]], skip: tuple[str, ...], title: str, log_y: bool):
     import plotly.graph_objects as go
 
@@ -379,6 +396,7 @@ def write_report(run_dir: str | Path, *, projection: str | None = None) -> Path:
         body.append(_metrics_section(metrics, _chance(samples)))
     else:
         body.append('<p class="note">No metrics.json yet: run <code>dualcontrast evaluate</code>.</p>')
+    body.append(_restarts_section(run))
     rows = _read_csv(run / "log.csv")
     evals = _read_csv(run / "eval_log.csv")
     if rows or evals:

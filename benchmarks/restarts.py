@@ -6,6 +6,9 @@ validation score of ``train.select``. So its outcome can be read off runs alread
 at a time: this script takes ``shapes2d_state.py`` result files (JSON; one variant, each seed
 once), groups the seeds into consecutive blocks of N (0-1, 2-3, ... for N = 2) and reports, per
 block, the seed the validation score keeps and its test scores, then mean ± std over blocks.
+With ``--workdir`` (the runs' ``shapes2d_state.py --workdir``) it also scores each run's kept
+checkpoint by the training objective on the validation split, the score ``train.restarts``
+compares where the data have no content labels, and says which seed that would keep.
 
     python benchmarks/restarts.py --variant base --restarts 2 3 4 \\
         --inputs benchmarks/results/shapes2d_state_n1000.json benchmarks/results/shapes2d_state_n1000_seeds23.json
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shapes2d_state import tag
 from sweep import cell, write_report
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +53,25 @@ def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int
     return max(block, key=lambda s: (rows[s]["val"][score], -s))
 
 
+def validation_terms(run_dir: Path) -> dict[str, float]:
+    """The loss terms of a run's best.pt on its validation split (no optimizer step), as
+    ``train.select`` scores runs without labels."""
+    import torch
+
+    from dualcontrast.config import load_config
+    from dualcontrast.models import load_trained_model
+    from dualcontrast.rundir import RunDir
+    from dualcontrast.training import validation_loss
+    from dualcontrast.workflow import load_splits
+
+    run = RunDir.open(run_dir)
+    cfg = load_config(run.config)
+    device = torch.device("cpu")
+    model, _ = load_trained_model(run, cfg, device, "best")
+    return validation_loss(model, model.configure_optimizers(cfg.train.lr), load_splits(cfg).val,
+                           batch_size=cfg.train.batch_size, device=device, seed=cfg.eval.seed)  # fmt: skip
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--inputs", type=Path, nargs="+", required=True, help="shapes2d_state.py result JSON files")
@@ -56,9 +79,16 @@ def main() -> int:
     p.add_argument("--restarts", type=int, nargs="+", default=[2, 3])
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--name", default="shapes2d_restarts")
+    p.add_argument("--workdir", help="the runs' shapes2d_state.py --workdir: score their validation losses too")
     args = p.parse_args()
     rows = seed_rows(args.inputs, args.variant)
     seeds = list(rows)
+    losses = {}
+    if args.workdir:
+        for s in seeds:
+            run_dir = Path(f"{args.workdir}_shapes2d_{tag(args.variant, s)}")
+            if (run_dir / "config.yaml").exists():
+                losses[s] = validation_terms(run_dir)
     lines = [
         f"# `train.restarts`: the best of N seeds by validation ({args.variant}, built-in 2D data)",
         "",
@@ -87,9 +117,27 @@ def main() -> int:
             lines.append(f"| {n} | mean ± std | {len(kept)} blocks | "
                          + " | ".join(cell([float(rows[s]["test"][k]) for s in kept]) for k in COLUMNS) + " |")  # fmt: skip
         summary[str(n)] = {k: [float(rows[s]["test"][k]) for s in kept] for k in COLUMNS}
+    if losses:
+        terms = [k for k in next(iter(losses.values())) if k != "loss"]
+        lines += [
+            "",
+            "Without labels `train.restarts` compares the training objective on the validation split (at each "
+            "run's best.pt here, which was kept by validation D(c|c)). Seeds whose run directory was found:",
+            "",
+            "| seed | validation D(c\\|c) | test D(c\\|c) | validation loss | " + " | ".join(terms) + " |",
+            "|---|---|---|---|" + "---|" * len(terms),
+        ]
+        for s, t in losses.items():
+            lines.append(f"| {s} | {rows[s]['val']['d_c_c']:.3f} | {float(rows[s]['test']['d_c_c']):.3f} | "
+                         f"{t['loss']:.4f} | " + " | ".join(f"{t[k]:.4f}" for k in terms) + " |")  # fmt: skip
+        for n in args.restarts:
+            for block in blocks(list(losses), n):
+                by_loss = min(block, key=lambda s: (losses[s]["loss"], s))
+                lines.append(f"- restarts {n}, seeds {block[0]}-{block[-1]}: validation D(c|c) keeps seed "
+                             f"{choose(rows, block)}, the validation loss seed {by_loss}")  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     doc = {"args": {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in vars(args).items()},
-           "test": summary}  # fmt: skip
+           "test": summary, "validation_losses": {str(s): t for s, t in losses.items()}}  # fmt: skip
     (args.results / f"{args.name}.json").write_text(json.dumps(doc, indent=1))
     write_report(args.results, args.name, lines)
     return 0

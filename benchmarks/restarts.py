@@ -8,7 +8,8 @@ once), groups the seeds into consecutive blocks of N (0-1, 2-3, ... for N = 2) a
 block, the seed the validation score keeps and its test scores, then mean ± std over blocks.
 With ``--workdir`` (the runs' ``shapes2d_state.py --workdir``) it also scores each run's kept
 checkpoint by the training objective on the validation split, the score ``train.restarts``
-compares where the data have no content labels, and says which seed that would keep.
+compares where the data have no content labels, and by its content-negative term
+(``train.select c_neg``), and says which seed each would keep.
 
     python benchmarks/restarts.py --variant base --restarts 2 3 4 \\
         --inputs benchmarks/results/shapes2d_state_n1000.json benchmarks/results/shapes2d_state_n1000_seeds23.json
@@ -133,8 +134,10 @@ def main() -> int:
         for n in args.restarts:
             for block in blocks(list(losses), n):
                 by_loss = min(block, key=lambda s: (losses[s]["loss"], s))
+                by_c_neg = min(block, key=lambda s: (losses[s]["c_neg"], s))
                 lines.append(f"- restarts {n}, seeds {block[0]}-{block[-1]}: validation D(c|c) keeps seed "
-                             f"{choose(rows, block)}, the validation loss seed {by_loss}")  # fmt: skip
+                             f"{choose(rows, block)}, the validation loss seed {by_loss}, its content-negative "
+                             f"term (`train.select c_neg`) seed {by_c_neg}")  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     doc = {"args": {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in vars(args).items()},
            "test": summary, "validation_losses": {str(s): t for s, t in losses.items()}}  # fmt: skip

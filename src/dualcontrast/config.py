@@ -162,7 +162,8 @@ class TrainConfig:
     select: str = key("d_c_c", "validation score that picks best.pt where the data have content labels: "
                       "d_c_c (content kept in c) | d_c_c+sap_c (D(c|c) + SAP(c): content kept in c and "
                       "kept out of z) | d_c_c+sap_c+z_use (and the decoder reads z: a high SAP(c) from an "
-                      "empty z does not count); without labels the validation loss")
+                      "empty z does not count); without labels the validation loss | c_neg (the content-negative "
+                      "term on validation, lower better: no labels needed; benchmarks/results/shapes2d_restarts.md)")
 
 
 @dataclass
@@ -190,7 +191,7 @@ class EvalConfig:
 CLUSTER_METHODS = ("spectral", "gmm")
 CLUSTER_SPACES = ("auto", "raw", "l2", "pca", "l2-pca")
 # train.select: the validation scores that may pick best.pt (names as in eval_log.csv).
-SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c", "d_c_c+sap_c+z_use")
+SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c", "d_c_c+sap_c+z_use", "c_neg")
 
 
 @dataclass

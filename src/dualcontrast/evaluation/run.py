@@ -210,7 +210,8 @@ def validation_scorer(
     and a decoder. The score is ``train.select`` where the data have content labels (and the model
     a content code): the validation D(c|c), or a sum with SAP(c) (and ``z_use``) where the model
     has those terms, else D(c|c) alone; without labels the training objective on the validation
-    batches (``val_loss``).
+    batches (``val_loss``). ``train.select c_neg``: the content-negative term of that objective
+    (lower better), labels or not, where the model has the term (else as above).
     """
     val = splits.val
     if val is None:
@@ -248,6 +249,14 @@ def validation_scorer(
             if "c_mu" in va and "z_mu" in va:
                 scores.update(decoder_z_use(state.model, va["c_mu"], va["z_mu"], batch_size=cfg.eval.batch_size,
                                             device=device, seed=cfg.eval.seed) or {})  # fmt: skip
+        if cfg.train.select == "c_neg":
+            # The content codes of different samples as far apart as the objective asks: a label-free
+            # score that, unlike the whole loss, a z stuck at |cos| 1 does not swamp (shapes2d_restarts.md).
+            terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,
+                                    device=device, seed=cfg.eval.seed)  # fmt: skip
+            if "c_neg" in terms:
+                return ValidationScore({**scores, "val_loss": terms["loss"], "c_neg": terms["c_neg"]}, "c_neg",
+                                       higher_is_better=False)  # fmt: skip
         selected = select_score(cfg.train.select, scores)
         if selected is not None:
             scores[cfg.train.select] = selected

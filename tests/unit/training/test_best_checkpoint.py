@@ -185,6 +185,20 @@ def test_select_by_a_sum_of_scores_picks_the_best_sum(tmp_path, splits, eval_eve
 
 
 
+def test_select_by_the_content_negative_term_keeps_its_lowest_epoch(tmp_path, splits):
+    """train.select c_neg: best.pt is the epoch whose content codes of different validation
+    samples are least aligned (the term of the objective), labels or not."""
+    cfg = tiny_cfg(3, select="c_neg")
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, splits, validation_scorer(cfg, splits, torch.device("cpu")))
+    values = [float(r["c_neg"]) for r in rows(run.eval_log)]
+    assert len(values) == 3 and all(0 <= v <= 1 for v in values)
+    best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
+    assert best["metric"] == "c_neg" and not best["higher_is_better"]
+    assert best["epoch"] == 1 + int(np.argmin(values))
+    assert "d_c_c" in rows(run.eval_log)[0]  # the labelled scores are still followed
+
+
 def test_select_score_sums_its_terms_and_needs_all_of_them():
     scores = {"d_c_c": 0.8, "sap_c": 0.3, "z_use": 0.2}
     assert select_score("d_c_c", scores) == 0.8

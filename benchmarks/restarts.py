@@ -54,8 +54,8 @@ def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int
     return max(block, key=lambda s: (rows[s]["val"][score], -s))
 
 
-def validation_terms(run_dir: Path) -> dict[str, float]:
-    """The loss terms of a run's best.pt on its validation split (no optimizer step), as
+def validation_terms(run_dir: Path, checkpoint: str = "best") -> dict[str, float]:
+    """The loss terms of a run's ``checkpoint`` (best | last) on its validation split (no optimizer step), as
     ``train.select`` scores runs without labels."""
     import torch
 
@@ -68,7 +68,7 @@ def validation_terms(run_dir: Path) -> dict[str, float]:
     run = RunDir.open(run_dir)
     cfg = load_config(run.config)
     device = torch.device("cpu")
-    model, _ = load_trained_model(run, cfg, device, "best")
+    model, _ = load_trained_model(run, cfg, device, checkpoint)
     return validation_loss(model, model.configure_optimizers(cfg.train.lr), load_splits(cfg).val,
                            batch_size=cfg.train.batch_size, device=device, seed=cfg.eval.seed)  # fmt: skip
 
@@ -81,6 +81,7 @@ def main() -> int:
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--name", default="shapes2d_restarts")
     p.add_argument("--workdir", help="the runs' shapes2d_state.py --workdir: score their validation losses too")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint --workdir scores")
     args = p.parse_args()
     rows = seed_rows(args.inputs, args.variant)
     seeds = list(rows)
@@ -89,7 +90,7 @@ def main() -> int:
         for s in seeds:
             run_dir = Path(f"{args.workdir}_shapes2d_{tag(args.variant, s)}")
             if (run_dir / "config.yaml").exists():
-                losses[s] = validation_terms(run_dir)
+                losses[s] = validation_terms(run_dir, args.checkpoint)
     lines = [
         f"# `train.restarts`: the best of N seeds by validation ({args.variant}, built-in 2D data)",
         "",
@@ -122,8 +123,9 @@ def main() -> int:
         terms = [k for k in next(iter(losses.values())) if k != "loss"]
         lines += [
             "",
-            "Without labels `train.restarts` compares the training objective on the validation split (at each "
-            "run's best.pt here, which was kept by validation D(c|c)). Seeds whose run directory was found:",
+            "Without labels `train.restarts` compares the training objective on the validation split (here at "
+            + ("each run's best.pt, kept by validation D(c|c)" if args.checkpoint == "best" else "each run's last.pt")
+            + "). Seeds whose run directory was found:",
             "",
             "| seed | validation D(c\\|c) | test D(c\\|c) | validation loss | " + " | ".join(terms) + " |",
             "|---|---|---|---|" + "---|" * len(terms),

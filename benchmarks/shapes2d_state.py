@@ -56,6 +56,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # The per-batch cosine decay, to hold the early peak a constant lr loses in some seeds.
     "cosine": ("lr: 1 epoch linear warm-up, then cosine to ~0 by the last epoch",
                ["train.schedule=cosine", "train.warmup_epochs=1"]),
+    # The same trajectories as base (validation never changes training), best.pt by a label-free score.
+    "select-c-neg": ("best.pt by the validation content-negative term (train.select c_neg; no labels used)",
+                     ["train.select=c_neg"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": (

@@ -30,6 +30,7 @@ from sweep import cell, write_report
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("d_c_c", "d_z_z", "d_z_c", "ari_c")
 LABELS = {"d_c_c": "D(c\\|c)", "d_z_z": "D(state\\|z)", "d_z_c": "D(state\\|c)", "ari_c": "ARI(c)"}
+SCORE_LABELS = {"d_c_c": "D(c\\|c)", "c_neg": "content-negative term"}
 
 
 def seed_rows(paths: list[Path], variant: str) -> dict[int, dict]:
@@ -50,8 +51,10 @@ def blocks(seeds: list[int], n: int) -> list[list[int]]:
 
 
 def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int:
-    """The seed ``train.restarts`` keeps: highest validation score, the lower seed on a tie."""
-    return max(block, key=lambda s: (rows[s]["val"][score], -s))
+    """The seed ``train.restarts`` keeps: the best validation ``score`` at the kept checkpoints
+    (highest D(c|c), lowest c_neg), the lower seed on a tie."""
+    sign = -1.0 if score == "c_neg" else 1.0
+    return max(block, key=lambda s: (sign * rows[s]["val"][score], -s))
 
 
 def validation_terms(run_dir: Path, checkpoint: str = "best") -> dict[str, float]:
@@ -78,6 +81,8 @@ def main() -> int:
     p.add_argument("--inputs", type=Path, nargs="+", required=True, help="shapes2d_state.py result JSON files")
     p.add_argument("--variant", default="base")
     p.add_argument("--restarts", type=int, nargs="+", default=[2, 3])
+    p.add_argument("--score", choices=["d_c_c", "c_neg"], default="d_c_c",
+                   help="the runs' train.select: the validation score restarts compare")  # fmt: skip
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results")
     p.add_argument("--name", default="shapes2d_restarts")
     p.add_argument("--workdir", help="the runs' shapes2d_state.py --workdir: score their validation losses too")
@@ -98,11 +103,11 @@ def main() -> int:
         "",
         f"- per-seed runs: {', '.join(sorted({r['file'] for r in rows.values()}))} (seeds {seeds}); the "
         "protocol, device and wall time are in those files",
-        "- restarts N: seeds in blocks of N (0..N-1, N..2N-1, ...); per block the seed with the highest "
-        "validation D(c|c) at its kept checkpoint, as `train.restarts N` with `train.seed` at the block's "
-        "first seed keeps it; its test scores. Training costs N runs per block.",
+        "- restarts N: seeds in blocks of N (0..N-1, N..2N-1, ...); per block the seed with the best "
+        f"validation {SCORE_LABELS[args.score].replace(chr(92), '')} at its kept checkpoint, as `train.restarts N` "
+        "with `train.seed` at the block's first seed keeps it; its test scores. Training costs N runs per block.",
         "",
-        "| restarts | block | kept seed (validation D(c\\|c)) | " + " | ".join(f"{LABELS[k]} test" for k in COLUMNS) + " |",
+        f"| restarts | block | kept seed (validation {SCORE_LABELS[args.score]}) | " + " | ".join(f"{LABELS[k]} test" for k in COLUMNS) + " |",
         "|---|---|---|" + "---|" * len(COLUMNS),
     ]
     single = {k: [float(rows[s]["test"][k]) for s in seeds] for k in COLUMNS}
@@ -111,9 +116,9 @@ def main() -> int:
     for n in args.restarts:
         kept = []
         for block in blocks(seeds, n):
-            s = choose(rows, block)
+            s = choose(rows, block, args.score)
             kept.append(s)
-            lines.append(f"| {n} | {block[0]}-{block[-1]} | {s} ({rows[s]['val']['d_c_c']:.3f}) | "
+            lines.append(f"| {n} | {block[0]}-{block[-1]} | {s} ({rows[s]['val'][args.score]:.3f}) | "
                          + " | ".join(f"{float(rows[s]['test'][k]):.3f}" for k in COLUMNS) + " |")  # fmt: skip
         if len(kept) > 1:
             lines.append(f"| {n} | mean ± std | {len(kept)} blocks | "

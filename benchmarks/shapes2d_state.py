@@ -88,7 +88,8 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace) -> dict:
         workdir=args.workdir, runs_results=args.runs_results, threads=args.threads, rerun=args.rerun,
     )  # fmt: skip
     val = kept_validation_row(doc)
-    return {"val": {k: float(val[k]) for k in COLUMNS if val.get(k)}, "test": doc["final"],
+    # c_neg: the label-free selection score, in the curve where train.select is c_neg.
+    return {"val": {k: float(val[k]) for k in (*COLUMNS, "c_neg") if val.get(k)}, "test": doc["final"],
             "best_epoch": int(val["epoch"]), "train_seconds": doc["train_seconds"]}  # fmt: skip
 
 

@@ -13,8 +13,8 @@ def restarts(benchmark_scripts):
     return module
 
 
-def row(val):
-    return {"val": {"d_c_c": val}, "test": {"d_c_c": val}}
+def row(val, c_neg=0.5):
+    return {"val": {"d_c_c": val, "c_neg": c_neg}, "test": {"d_c_c": val}}
 
 
 def test_blocks_are_consecutive_and_complete(restarts):
@@ -27,6 +27,8 @@ def test_the_highest_validation_score_is_kept_and_ties_go_to_the_lower_seed(rest
     rows = {0: row(0.90), 1: row(0.95), 2: row(0.95)}
     assert restarts.choose(rows, [0, 1]) == 1
     assert restarts.choose(rows, [1, 2]) == 1
+    by_c_neg = {0: row(0.90, 0.2), 1: row(0.95, 0.3)}
+    assert restarts.choose(by_c_neg, [0, 1], "c_neg") == 0  # the label-free score: lower is better
 
 
 def test_a_seed_in_two_inputs_is_refused(restarts, tmp_path):

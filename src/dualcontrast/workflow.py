@@ -352,8 +352,7 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
 
     import torch.distributed as dist
 
-    from .rundir import atomic_copy, load_checkpoint
-    from .training import append_csv
+    from .rundir import load_checkpoint
 
     if cfg.data.val_fraction <= 0:
         raise ConfigError("train.restarts > 1 chooses among trainings on validation: set data.val_fraction > 0")
@@ -398,30 +397,12 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
             if ctx.is_main:
                 best = load_checkpoint(sub.last_checkpoint)["meta"].get("best")
                 if best is None:
-                    raise ConfigError(f"{sub.root}: no validation score was recorded; restarts cannot be compared")
+                    raise ConfigError(f"{sub.root}: no validation score was recorded (is the validation split "
+                                      "empty?); restarts cannot be compared")  # fmt: skip
                 records.append({"seed": seed, "best_epoch": int(best["epoch"]), "metric": best["metric"],
                                 "value": float(best["value"]), "higher": bool(best["higher_is_better"]), "sub": sub})  # fmt: skip
         if ctx.is_main:
-            sign = 1.0 if records[0]["higher"] else -1.0
-            chosen = max(records, key=lambda r: sign * r["value"])  # ties: the lower seed
-            for name in ("last.pt", "best.pt"):
-                if (chosen["sub"].checkpoints / name).exists():
-                    atomic_copy(chosen["sub"].checkpoints / name, target.checkpoints / name)
-            for path in (target.log, target.eval_log, target.root / "restarts.csv"):
-                path.unlink(missing_ok=True)
-            for name in ("log.csv", "eval_log.csv"):
-                if (chosen["sub"].root / name).exists():
-                    shutil.copyfile(chosen["sub"].root / name, target.root / name)
-            for r in records:
-                append_csv(target.root / "restarts.csv", {**{c: r.get(c) for c in RESTART_COLUMNS[:-1]},
-                                                          "chosen": r is chosen})  # fmt: skip
-            # config.yaml says what the model was built with (model.output resolved), as any run's.
-            meta = read_meta(target.config)
-            meta.update({k: v for k, v in read_meta(chosen["sub"].config).items() if k == "model_as_given"})
-            cfg.model.output = load_config(chosen["sub"].config).model.output
-            save_config(cfg, target.config, meta=meta)
-            log.info("restarts: seed %d kept (validation %s %.4f; %s)", chosen["seed"], chosen["metric"],
-                     chosen["value"], ", ".join(f"seed {r['seed']}: {r['value']:.4f}" for r in records))  # fmt: skip
+            chosen = _keep_best_restart(target, cfg, records)
     except BaseException:
         if ctx.is_main and target.root != final.root:
             shutil.rmtree(target.root, ignore_errors=True)
@@ -434,6 +415,36 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     doc = evaluate_checkpoint(final, cfg, splits, ctx.device) if evaluate and ctx.is_main else None
     state = states.get(chosen["seed"]) if chosen is not None else None
     return TrainResult(final, state, splits, doc)
+
+
+def _keep_best_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Make ``target`` the restart with the best validation record: its checkpoints and logs,
+    ``restarts.csv`` listing all, config.yaml with what the model was built with. Returns the record kept."""
+    import shutil
+
+    from .rundir import atomic_copy
+    from .training import append_csv
+
+    sign = 1.0 if records[0]["higher"] else -1.0
+    chosen = max(records, key=lambda r: sign * r["value"])  # ties: the lower seed
+    for name in ("last.pt", "best.pt"):
+        if (chosen["sub"].checkpoints / name).exists():
+            atomic_copy(chosen["sub"].checkpoints / name, target.checkpoints / name)
+    for path in (target.log, target.eval_log, target.root / "restarts.csv"):
+        path.unlink(missing_ok=True)
+    for name in ("log.csv", "eval_log.csv"):
+        if (chosen["sub"].root / name).exists():
+            shutil.copyfile(chosen["sub"].root / name, target.root / name)
+    for r in records:
+        append_csv(target.root / "restarts.csv", {**{c: r[c] for c in RESTART_COLUMNS[:-1]}, "chosen": r is chosen})
+    # model.output as resolved by the trainer, as in any run's config.yaml.
+    meta = read_meta(target.config)
+    meta.update({k: v for k, v in read_meta(chosen["sub"].config).items() if k == "model_as_given"})
+    cfg.model.output = load_config(chosen["sub"].config).model.output
+    save_config(cfg, target.config, meta=meta)
+    log.info("restarts: seed %d kept (validation %s %.4f; %s)", chosen["seed"], chosen["metric"], chosen["value"],
+             ", ".join(f"seed {r['seed']}: {r['value']:.4f}" for r in records))  # fmt: skip
+    return chosen
 
 
 def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple[Any, int, str]:

@@ -251,28 +251,33 @@ def train_run(
     return result
 
 
-def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
+def _run_place(cfg: Config, outdir, *, resume: bool, overwrite: bool) -> tuple[RunDir, dict[str, tuple[Any, Any]]]:
+    """Where a training goes, checked before anything is written: the run ``resume`` continues
+    (with the setting changes it makes, :func:`resume_changes`), or a new run's directory, which
+    may hold a run only with ``overwrite``."""
+    if resume and overwrite:
+        raise ConfigError("--resume and --overwrite exclude each other")
+    if resume:
+        if outdir is None:
+            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
+        final = RunDir.open(outdir)
+        return final, resume_changes(load_config(final.config), cfg)
+    final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
+    RunDir.check_new(final.root, overwrite=overwrite)
+    return final, {}
+
+
+def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, splits=None) -> TrainResult:
     import torch.distributed as dist
 
     from .evaluation.run import validation_scorer
     from .training import Trainer
 
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
+    final, changes = _run_place(cfg, outdir, resume=resume, overwrite=overwrite)
     command = list(command) if command is not None else sys.argv
-    meta: dict[str, Any] = {}
-    if resume:
-        if outdir is None:
-            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
-        final = RunDir.open(outdir)
-        changes = resume_changes(load_config(final.config), cfg)
-        meta = read_meta(final.config)
-    else:
-        final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
-        RunDir.check_new(final.root, overwrite=overwrite)
-        meta = {"data_as_given": given} if given else {}
+    meta: dict[str, Any] = read_meta(final.config) if resume else ({"data_as_given": given} if given else {})
     # Everything that can fail on bad input happens before the run directory is touched.
-    splits = load_splits(cfg)
+    splits = splits if splits is not None else load_splits(cfg)
     if ctx.enabled and not resume:
         # A default name holds the time: every rank must use rank 0's.
         name = [str(final.root)]
@@ -356,17 +361,9 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
 
     if cfg.data.val_fraction <= 0:
         raise ConfigError("train.restarts > 1 chooses among trainings on validation: set data.val_fraction > 0")
-    if resume and overwrite:
-        raise ConfigError("--resume and --overwrite exclude each other")
+    final, _ = _run_place(cfg, outdir, resume=resume, overwrite=overwrite)
     command = list(command) if command is not None else sys.argv
-    if resume:
-        if outdir is None:
-            raise ConfigError("--resume needs -o RUN (the run directory to continue)")
-        final = RunDir.open(outdir)
-        resume_changes(load_config(final.config), cfg)
-    else:
-        final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
-        RunDir.check_new(final.root, overwrite=overwrite)
+    splits = load_splits(cfg)  # once for every restart (they differ in the seed only), before anything is written
     replacing = overwrite and final.root.is_dir() and any(final.root.iterdir())
     target = RunDir(final.staging()) if replacing and ctx.is_main else final
     if ctx.enabled:
@@ -393,7 +390,7 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
             )
             if not done:
                 states[seed] = _train(one, sub.root, ctx, resume=started, overwrite=False, evaluate=False,
-                                      command=command, given=given).state  # fmt: skip
+                                      command=command, given=given, splits=splits).state  # fmt: skip
             if ctx.is_main:
                 best = load_checkpoint(sub.last_checkpoint)["meta"].get("best")
                 if best is None:
@@ -411,7 +408,6 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
         raise
     if target.root != final.root:
         final.replace_with(target.root)
-    splits = load_splits(cfg)
     doc = evaluate_checkpoint(final, cfg, splits, ctx.device) if evaluate and ctx.is_main else None
     state = states.get(chosen["seed"]) if chosen is not None else None
     return TrainResult(final, state, splits, doc)

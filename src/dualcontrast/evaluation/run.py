@@ -249,6 +249,7 @@ def validation_scorer(
             if "c_mu" in va and "z_mu" in va:
                 scores.update(decoder_z_use(state.model, va["c_mu"], va["z_mu"], batch_size=cfg.eval.batch_size,
                                             device=device, seed=cfg.eval.seed) or {})  # fmt: skip
+        terms = None  # the objective on the validation batches, computed at most once
         if cfg.train.select == "c_neg":
             # The content codes of different samples as far apart as the objective asks: a label-free
             # score that, unlike the whole loss, a z stuck at |cos| 1 does not swamp (shapes2d_restarts.md).
@@ -263,8 +264,9 @@ def validation_scorer(
             return ValidationScore(scores, cfg.train.select, higher_is_better=True)
         if "d_c_c" in scores:  # a sum whose other terms this model lacks (no z code): D(c|c) alone
             return ValidationScore(scores, "d_c_c", higher_is_better=True)
-        terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,
-                                device=device, seed=cfg.eval.seed)  # fmt: skip
+        if terms is None:
+            terms = validation_loss(state.model, state.optimizers, val, batch_size=cfg.train.batch_size,
+                                    device=device, seed=cfg.eval.seed)  # fmt: skip
         if "loss" not in terms:
             return None
         return ValidationScore({**scores, "val_loss": terms["loss"]}, "val_loss", higher_is_better=False)

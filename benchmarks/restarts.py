@@ -57,9 +57,9 @@ def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int
     return max(block, key=lambda s: (sign * rows[s]["val"][score], -s))
 
 
-def validation_terms(run_dir: Path, checkpoint: str = "best") -> dict[str, float]:
+def validation_terms(run_dir: Path, checkpoint: str = "best", splits=None) -> dict[str, float]:
     """The loss terms of a run's ``checkpoint`` (best | last) on its validation split (no optimizer step), as
-    ``train.select`` scores runs without labels."""
+    ``train.select`` scores runs without labels. ``splits``: the run's data, where already loaded."""
     import torch
 
     from dualcontrast.config import load_config
@@ -72,7 +72,8 @@ def validation_terms(run_dir: Path, checkpoint: str = "best") -> dict[str, float
     cfg = load_config(run.config)
     device = torch.device("cpu")
     model, _ = load_trained_model(run, cfg, device, checkpoint)
-    return validation_loss(model, model.configure_optimizers(cfg.train.lr), load_splits(cfg).val,
+    val = (splits or load_splits(cfg)).val
+    return validation_loss(model, model.configure_optimizers(cfg.train.lr), val,
                            batch_size=cfg.train.batch_size, device=device, seed=cfg.eval.seed)  # fmt: skip
 
 

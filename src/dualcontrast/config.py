@@ -159,11 +159,12 @@ class TrainConfig:
     progress: bool = key(True, "show progress bars")
     eval_every: int = key(0, "all validation scores every N epochs into eval_log.csv (0: only the one "
                           "that picks best.pt, every epoch)", low=0)
-    select: str = key("d_c_c", "validation score that picks best.pt where the data have content labels: "
-                      "d_c_c (content kept in c) | d_c_c+sap_c (D(c|c) + SAP(c): content kept in c and "
-                      "kept out of z) | d_c_c+sap_c+z_use (and the decoder reads z: a high SAP(c) from an "
-                      "empty z does not count); without labels the validation loss | c_neg (the content-negative "
-                      "term on validation, lower better: no labels needed; benchmarks/results/shapes2d_restarts.md)")
+    select: str = key("d_c_c", "validation score that picks best.pt (and the restart kept) where the data have "
+                      "content labels: d_c_c (content kept in c) | d_c_c+sap_c (D(c|c) + SAP(c): content kept in "
+                      "c and kept out of z) | d_c_c+sap_c+z_use (and the decoder reads z: a high SAP(c) from an "
+                      "empty z does not count). Without labels, or with c_neg: the content-negative term on "
+                      "validation (lower better; the whole validation loss for models without it). val_loss: the "
+                      "whole validation loss, labels or not (benchmarks/results/restart_scores.md)")
 
 
 @dataclass
@@ -191,7 +192,7 @@ class EvalConfig:
 CLUSTER_METHODS = ("spectral", "gmm")
 CLUSTER_SPACES = ("auto", "raw", "l2", "pca", "l2-pca")
 # train.select: the validation scores that may pick best.pt (names as in eval_log.csv).
-SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c", "d_c_c+sap_c+z_use", "c_neg")
+SELECTION_SCORES = ("d_c_c", "d_c_c+sap_c", "d_c_c+sap_c+z_use", "c_neg", "val_loss")
 
 
 @dataclass

@@ -17,9 +17,9 @@ from dualcontrast.training import Trainer, ValidationScore, validation_loss
 from dualcontrast.training.runtime import rng_state
 
 
-def tiny_cfg(epochs, **train):
+def tiny_cfg(epochs, model="dualcontrast", **train):
     return build_config({
-        "model": {"content_dim": 4, "transform_dim": 3},
+        "model": {"name": model, "content_dim": 4, "transform_dim": 3},
         "train": {"epochs": epochs, "batch_size": 20, "lr": 1e-3, "progress": False, "seed": 3, **train},
         "eval": {"rotation_samples": 0},
     })
@@ -134,18 +134,49 @@ def test_the_per_epoch_validation_follows_identity_in_both_codes(tmp_path, split
     assert load_checkpoint(run.last_checkpoint)["meta"]["best"]["metric"] == "d_c_c"
 
 
-def test_unlabelled_data_are_validated_by_their_loss(tmp_path, splits):
+def unlabelled(splits):
     blind = DataSplits(*(s.subset(np.arange(len(s))) for s in (splits.train, splits.test)), val=splits.val)
     for data in (blind.train, blind.test, blind.val):
         data.factors.clear()
+    return blind
+
+
+def kept(run, metric, lower=True):
+    """best.pt's record names ``metric`` and is the epoch where its eval_log.csv column is best."""
+    values = [float(r[metric]) for r in rows(run.eval_log)]
+    assert values and all(np.isfinite(values))
+    best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
+    assert best["metric"] == metric and best["higher_is_better"] is not lower
+    assert best["epoch"] == 1 + int(np.argmin(values) if lower else np.argmax(values))
+    return values
+
+
+def test_unlabelled_data_keep_the_epoch_with_the_lowest_content_negative_term(tmp_path, splits):
+    """Without labels DualContrast's best.pt (and the restart kept) follows the content-negative
+    term on validation, not the whole loss, which a collapsed z code swamps; the loss is logged beside it."""
+    blind = unlabelled(splits)
     cfg = tiny_cfg(3)
     run = RunDir.create(tmp_path / "r")
     fit(cfg, run, blind, validation_scorer(cfg, blind, torch.device("cpu")))
-    losses = [float(r["val_loss"]) for r in rows(run.eval_log)]
-    assert len(losses) == 3 and all(np.isfinite(losses))
-    best = load_checkpoint(run.last_checkpoint)["meta"]["best"]
-    assert best["metric"] == "val_loss" and not best["higher_is_better"]
-    assert best["epoch"] == 1 + int(np.argmin(losses))
+    assert len(kept(run, "c_neg")) == 3
+    assert all(np.isfinite(float(r["val_loss"])) for r in rows(run.eval_log))
+
+
+def test_unlabelled_data_of_a_model_without_the_term_are_validated_by_their_loss(tmp_path, splits):
+    blind = unlabelled(splits)
+    cfg = tiny_cfg(3, model="vae2")
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, blind, validation_scorer(cfg, blind, torch.device("cpu")))
+    assert len(kept(run, "val_loss")) == 3
+
+
+def test_select_val_loss_keeps_the_lowest_validation_loss_labels_or_not(tmp_path, splits):
+    """train.select val_loss: the earlier label-free choice, selectable; the labelled scores are still logged."""
+    cfg = tiny_cfg(3, select="val_loss")
+    run = RunDir.create(tmp_path / "r")
+    fit(cfg, run, splits, validation_scorer(cfg, splits, torch.device("cpu")))
+    assert len(kept(run, "val_loss")) == 3
+    assert "d_c_c" in rows(run.eval_log)[0]
 
 
 def test_validation_loss_steps_no_optimizer(tmp_path, splits):

@@ -7,9 +7,9 @@ at a time: this script takes ``shapes2d_state.py`` result files (JSON; one varia
 once), groups the seeds into consecutive blocks of N (0-1, 2-3, ... for N = 2) and reports, per
 block, the seed the validation score keeps and its test scores, then mean ± std over blocks.
 With ``--workdir`` (the runs' ``shapes2d_state.py --workdir``) it also scores each run's kept
-checkpoint by the training objective on the validation split, the score ``train.restarts``
-compares where the data have no content labels, and by its content-negative term
-(``train.select c_neg``), and says which seed each would keep.
+checkpoint by the training objective on the validation split and by its content-negative term
+(the score ``train.restarts`` compares where the data have no content labels), and says which
+seed each would keep. ``restart_scores.py`` compares more label-free scores over all subsets.
 
     python benchmarks/restarts.py --variant base --restarts 2 3 4 \\
         --inputs benchmarks/results/shapes2d_state_n1000.json benchmarks/results/shapes2d_state_n1000_seeds23.json
@@ -129,7 +129,8 @@ def main() -> int:
         terms = [k for k in next(iter(losses.values())) if k != "loss"]
         lines += [
             "",
-            "Without labels `train.restarts` compares the training objective on the validation split (here at "
+            "Without labels `train.restarts` compares the content-negative term of the training objective on the "
+            "validation split (before 2026-12-08 the whole objective, now `train.select val_loss`; here at "
             + ("each run's best.pt, kept by validation D(c|c)" if args.checkpoint == "best" else "each run's last.pt")
             + "). Seeds whose run directory was found:",
             "",

@@ -267,7 +267,7 @@ def _run_place(cfg: Config, outdir, *, resume: bool, overwrite: bool) -> tuple[R
     return final, {}
 
 
-def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, splits=None) -> TrainResult:
+def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, splits=None, until=None) -> TrainResult:
     import torch.distributed as dist
 
     from .evaluation.run import validation_scorer
@@ -328,7 +328,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, spl
             cfg.model.name, splits.train.source, len(splits.train), len(splits.test), ctx.device,
             f" (process {ctx.rank} of {ctx.world_size})" if ctx.enabled else "", final.root,
         )  # fmt: skip
-        state = trainer.fit()
+        state = trainer.fit(until)
     except BaseException:
         if ctx.is_main and not resume and not current["run"].last_checkpoint.exists():
             _discard(current["run"], staging is not None or created)
@@ -341,7 +341,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, spl
     return TrainResult(run, state, splits, doc)
 
 
-RESTART_COLUMNS = ("seed", "best_epoch", "metric", "value", "chosen")
+RESTART_COLUMNS = ("seed", "epochs", "best_epoch", "metric", "value", "chosen")
 
 
 def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
@@ -349,7 +349,8 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     each a run of its own in ``RUN/restarts/seed<S>/`` (trained exactly as a run with that seed
     alone). RUN gets the checkpoints and logs of the one whose best validation score (the record
     that chose its best.pt) is best, ``restarts.csv`` lists them all, and RUN is evaluated as
-    any run. ``resume`` continues the unfinished ones; ``overwrite`` builds the new run aside and
+    any run. With ``train.restart_epochs`` E the restarts are compared after E epochs and only
+    the best trains on to ``train.epochs``. ``resume`` continues the unfinished ones; ``overwrite`` builds the new run aside and
     replaces the old one only when every restart is done. TrainResult.state is the chosen
     restart's final state where it was trained by this call, else None.
     """
@@ -377,29 +378,42 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
         save_config(cfg, target.config, command=command, meta={"data_as_given": given} if given else {})
     chosen: dict[str, Any] | None = None
     states: dict[int, Any] = {}
+    seeds = [cfg.train.seed + k for k in range(cfg.train.restarts)]
+    subs = {seed: RunDir(target.root / "restarts" / f"seed{seed}") for seed in seeds}
+    trial = cfg.train.restart_epochs if (cfg.train.restart_epochs or cfg.train.epochs) < cfg.train.epochs else None
+
+    def trained(seed: int) -> int:
+        sub = subs[seed]
+        return int(load_checkpoint(sub.last_checkpoint)["epoch"]) if sub.last_checkpoint.exists() else 0
+
+    def train(seed: int, until: int | None) -> None:
+        one = build_config(cfg.to_dict())
+        one.train.seed, one.train.restarts, one.train.restart_epochs = seed, 1, None
+        if subs[seed].config.exists():  # continued: with the model its trainer resolved (model.output auto)
+            one.model.output = load_config(subs[seed].config).model.output
+        states[seed] = _train(one, subs[seed].root, ctx, resume=subs[seed].config.exists(), overwrite=False,
+                              evaluate=False, command=command, given=given, splits=splits, until=until).state  # fmt: skip
+
     try:
-        records = []
-        for k in range(cfg.train.restarts):
-            seed = cfg.train.seed + k
-            one = build_config(cfg.to_dict())
-            one.train.seed, one.train.restarts = seed, 1
-            sub = RunDir(target.root / "restarts" / f"seed{seed}")
-            started = sub.config.exists()
-            done = started and sub.last_checkpoint.exists() and (
-                int(load_checkpoint(sub.last_checkpoint)["epoch"]) >= cfg.train.epochs
-            )
-            if not done:
-                states[seed] = _train(one, sub.root, ctx, resume=started, overwrite=False, evaluate=False,
-                                      command=command, given=given, splits=splits).state  # fmt: skip
-            if ctx.is_main:
-                best = load_checkpoint(sub.last_checkpoint)["meta"].get("best")
-                if best is None:
-                    raise ConfigError(f"{sub.root}: no validation score was recorded (is the validation split "
-                                      "empty?); restarts cannot be compared")  # fmt: skip
-                records.append({"seed": seed, "best_epoch": int(best["epoch"]), "metric": best["metric"],
-                                "value": float(best["value"]), "higher": bool(best["higher_is_better"]), "sub": sub})  # fmt: skip
+        # With restart_epochs only the chosen restart trains past it: a resumed run finds its choice there.
+        ahead = [seed for seed in seeds if trial is not None and trained(seed) > trial]
+        for seed in seeds:
+            if not ahead and trained(seed) < (trial or cfg.train.epochs):
+                train(seed, trial)
+        records = [_restart_record(seed, subs[seed]) for seed in seeds] if ctx.is_main else []
         if ctx.is_main:
-            chosen = _keep_best_restart(target, cfg, records)
+            chosen = next(r for r in records if r["seed"] == ahead[0]) if ahead else _best_restart(records)
+        if trial is not None:
+            pick = [chosen["seed"] if chosen else None]
+            if ctx.enabled:
+                dist.broadcast_object_list(pick, src=0)
+            if trained(pick[0]) < cfg.train.epochs:
+                train(pick[0], None)
+            if ctx.is_main:
+                records = [_restart_record(seed, subs[seed]) for seed in seeds]
+                chosen = next(r for r in records if r["seed"] == pick[0])
+        if ctx.is_main:
+            _keep_restart(target, cfg, records, chosen)
     except BaseException:
         if ctx.is_main and target.root != final.root:
             shutil.rmtree(target.root, ignore_errors=True)
@@ -413,16 +427,33 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     return TrainResult(final, state, splits, doc)
 
 
-def _keep_best_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Make ``target`` the restart with the best validation record: its checkpoints and logs,
-    ``restarts.csv`` listing all, config.yaml with what the model was built with. Returns the record kept."""
+def _restart_record(seed: int, sub: RunDir) -> dict[str, Any]:
+    """A restart's validation record (the one that chose its best.pt) and how far it trained."""
+    from .rundir import load_checkpoint
+
+    ckpt = load_checkpoint(sub.last_checkpoint)
+    best = ckpt["meta"].get("best")
+    if best is None:
+        raise ConfigError(f"{sub.root}: no validation score was recorded (is the validation split "
+                          "empty?); restarts cannot be compared")  # fmt: skip
+    return {"seed": seed, "epochs": int(ckpt["epoch"]), "best_epoch": int(best["epoch"]), "metric": best["metric"],
+            "value": float(best["value"]), "higher": bool(best["higher_is_better"]), "sub": sub}  # fmt: skip
+
+
+def _best_restart(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The record with the best validation value (ties: the lower seed)."""
+    sign = 1.0 if records[0]["higher"] else -1.0
+    return max(records, key=lambda r: sign * r["value"])
+
+
+def _keep_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]], chosen: dict[str, Any]) -> None:
+    """Make ``target`` the ``chosen`` restart: its checkpoints and logs, ``restarts.csv`` listing all,
+    config.yaml with what the model was built with."""
     import shutil
 
     from .rundir import atomic_copy
     from .training import append_csv
 
-    sign = 1.0 if records[0]["higher"] else -1.0
-    chosen = max(records, key=lambda r: sign * r["value"])  # ties: the lower seed
     for name in ("last.pt", "best.pt"):
         if (chosen["sub"].checkpoints / name).exists():
             atomic_copy(chosen["sub"].checkpoints / name, target.checkpoints / name)
@@ -440,7 +471,6 @@ def _keep_best_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]
     save_config(cfg, target.config, meta=meta)
     log.info("restarts: seed %d kept (validation %s %.4f; %s)", chosen["seed"], chosen["metric"], chosen["value"],
              ", ".join(f"seed {r['seed']}: {r['value']:.4f}" for r in records))  # fmt: skip
-    return chosen
 
 
 def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple[Any, int, str]:

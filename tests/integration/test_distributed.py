@@ -73,14 +73,17 @@ def test_cli_under_torchrun_writes_one_run_and_resumes(tmp_path):
 
 
 def test_restarts_under_torchrun(tmp_path):
-    """train.restarts with two processes: every restart trained by both, rank 0 alone choosing."""
+    """train.restarts with two processes: every restart trained by both, rank 0 alone choosing
+    (with train.restart_epochs, the choice sent to every rank, which train the kept one on)."""
     run = tmp_path / "run"
-    torchrun(["-m", "dualcontrast.cli.main", "train", *CLI_SETTINGS, "--epochs", "1", "--set", "train.restarts=2",
-              "-o", str(run)], tmp_path)  # fmt: skip
+    torchrun(["-m", "dualcontrast.cli.main", "train", *CLI_SETTINGS, "--epochs", "2", "--set", "train.restarts=2",
+              "--set", "train.restart_epochs=1", "-o", str(run)], tmp_path)  # fmt: skip
     assert sorted(p.name for p in (run / "restarts").iterdir()) == ["seed0", "seed1"]
     with open(run / "restarts.csv", newline="") as f:
-        assert [r["chosen"] for r in csv.DictReader(f)].count("True") == 1
-    assert log_epochs(run) == ["1"] and (run / "checkpoints" / "best.pt").exists()
+        table = list(csv.DictReader(f))
+    assert [r["chosen"] for r in table].count("True") == 1
+    assert sorted(r["epochs"] for r in table) == ["1", "2"]
+    assert log_epochs(run) == ["1", "2"] and (run / "checkpoints" / "best.pt").exists()
 
 
 def test_replicas_agree_and_resume_is_exact(tmp_path):

@@ -79,3 +79,28 @@ def test_restarts_need_a_validation_split(tmp_path):
     with pytest.raises(ConfigError, match="val_fraction"):
         train_run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_restart_epochs_compare_early_and_train_only_the_best_on(tmp_path):
+    """train.restart_epochs 1: every restart trains one epoch, the best on validation after it trains
+    on to train.epochs alone, and ends as the run of its seed trained straight through."""
+    result = train_run(tiny(3, restarts=3, restart_epochs=1, seed=2), tmp_path / "run", evaluate=False)
+    table = {int(r["seed"]): r for r in rows(result.run.root / "restarts.csv")}
+    (kept,) = [s for s, r in table.items() if r["chosen"] == "True"]
+    assert {s: int(r["epochs"]) for s, r in table.items()} == {s: 3 if s == kept else 1 for s in (2, 3, 4)}
+    first = {s: float(rows(result.run.root / "restarts" / f"seed{s}" / "eval_log.csv")[0]["d_c_c"]) for s in table}
+    assert first[kept] == max(first.values())
+    alone = train_run(tiny(3, seed=kept), tmp_path / "alone", evaluate=False)
+    assert same_weights(load_checkpoint(result.run.last_checkpoint), load_checkpoint(alone.run.last_checkpoint))
+    assert result.state is not None and result.state.epoch == 3
+
+
+def test_resume_after_restart_epochs_keeps_the_choice(tmp_path):
+    first = train_run(tiny(2, restarts=2, restart_epochs=1), tmp_path / "run", evaluate=False)
+    (kept,) = [r["seed"] for r in rows(first.run.root / "restarts.csv") if r["chosen"] == "True"]
+    cfg = load_config(first.run.config)
+    cfg.train.epochs = 3
+    result = train_run(cfg, tmp_path / "run", resume=True, evaluate=False)
+    table = {r["seed"]: r for r in rows(result.run.root / "restarts.csv")}
+    assert table[kept]["chosen"] == "True" and int(table[kept]["epochs"]) == 3
+    assert all(int(r["epochs"]) == 1 for s, r in table.items() if s != kept)

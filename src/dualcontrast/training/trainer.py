@@ -287,14 +287,17 @@ class Trainer:
         if best is not None and int(best["epoch"]) == self.state.epoch:
             atomic_copy(self.run.last_checkpoint, self.run.best_checkpoint)
 
-    def fit(self) -> TrainState:
+    def fit(self, until: int | None = None) -> TrainState:
+        """Train to ``train.epochs``, or stop after epoch ``until`` (the schedules still follow
+        ``train.epochs``, so a run stopped there and resumed is the run trained straight through)."""
         st = self.state
         cfg = self.cfg.train
+        last = cfg.epochs if until is None else min(until, cfg.epochs)
         # Bars only on a terminal: redirected to a file, their refreshes would fill it; there the
         # log line of each epoch says how far the run is.
         show = cfg.progress and self.is_main and sys.stderr.isatty()
         epochs = tqdm(
-            range(st.epoch, cfg.epochs),
+            range(st.epoch, last),
             desc="epochs",
             disable=not show,
             unit="epoch",

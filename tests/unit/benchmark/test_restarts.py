@@ -37,3 +37,11 @@ def test_a_seed_in_two_inputs_is_refused(restarts, tmp_path):
         (tmp_path / name).write_text(json.dumps(doc))
     with pytest.raises(SystemExit, match="seed 0"):
         restarts.seed_rows([tmp_path / "a.json", tmp_path / "b.json"], "base")
+
+
+def test_an_early_choice_takes_the_best_score_so_far(restarts):
+    curve = {0: {4: 0.80, 8: 0.95}, 1: {4: 0.90, 8: 0.91}, 2: {4: 0.90, 8: 0.99}}
+    assert restarts.choose_early(curve, (0, 1), 4) == 1
+    assert restarts.choose_early(curve, (0, 1), 8) == 0
+    assert restarts.choose_early(curve, (1, 2), 4) == 1  # a tie goes to the lower seed
+    assert restarts.choose_early({0: {4: 0.3}, 1: {4: 0.2}}, (0, 1), 4, "c_neg") == 1  # lower is better

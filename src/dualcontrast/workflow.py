@@ -350,8 +350,9 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     alone). RUN gets the checkpoints and logs of the one whose best validation score (the record
     that chose its best.pt) is best, ``restarts.csv`` lists them all, and RUN is evaluated as
     any run. With ``train.restart_epochs`` E the restarts are compared after E epochs and only
-    the best trains on to ``train.epochs``. ``resume`` continues the unfinished ones; ``overwrite`` builds the new run aside and
-    replaces the old one only when every restart is done. TrainResult.state is the chosen
+    the best trains on to ``train.epochs``. ``resume`` continues the unfinished ones (a restart
+    past E is the one chosen); ``overwrite`` builds the new run aside and replaces the old one
+    only when every restart is done. TrainResult.state is the chosen
     restart's final state where it was trained by this call, else None.
     """
     import shutil
@@ -395,14 +396,15 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
                               evaluate=False, command=command, given=given, splits=splits, until=until).state  # fmt: skip
 
     try:
-        # With restart_epochs only the chosen restart trains past it: a resumed run finds its choice there.
+        # With restart_epochs only the chosen restart trains past it: a resumed run finds its choice
+        # there (among several, as in a run first trained without restart_epochs, the best).
         ahead = [seed for seed in seeds if trial is not None and trained(seed) > trial]
         for seed in seeds:
             if not ahead and trained(seed) < (trial or cfg.train.epochs):
                 train(seed, trial)
         records = [_restart_record(seed, subs[seed]) for seed in seeds] if ctx.is_main else []
         if ctx.is_main:
-            chosen = next(r for r in records if r["seed"] == ahead[0]) if ahead else _best_restart(records)
+            chosen = _best_restart([r for r in records if r["seed"] in ahead] or records)
         if trial is not None:
             pick = [chosen["seed"] if chosen else None]
             if ctx.enabled:

@@ -60,16 +60,20 @@ def choose(rows: dict[int, dict], block: list[int], score: str = "d_c_c") -> int
     return max(block, key=lambda s: (sign * rows[s]["val"][score], -s))
 
 
-def curves(workdir: str, variant: str, seeds: list[int], score: str) -> dict[int, dict[int, float]]:
-    """``{seed: {epoch: validation score}}`` from the runs' eval_log.csv (seeds without one left out)."""
+def curves(workdir: str, variant: str, seeds: list[int], score: str, extra: list[Path] = ()) -> dict[int, dict[int, float]]:
+    """``{seed: {epoch: validation score}}`` from the runs' eval_log.csv, or for seeds without a run directory
+    from ``extra`` ``train.restarts`` runs (``restarts/seed<S>/``, exactly the seed's run, perhaps stopped
+    early by ``train.restart_epochs``); seeds found in neither are left out."""
     import csv
 
     out = {}
     for s in seeds:
-        path = Path(f"{workdir}_shapes2d_{tag(variant, s)}") / "eval_log.csv"
-        if path.exists():
+        found = [Path(f"{workdir}_shapes2d_{tag(variant, s)}") / "eval_log.csv",
+                 *(Path(r) / "restarts" / f"seed{s}" / "eval_log.csv" for r in extra)]  # fmt: skip
+        for path in (f for f in found if f.exists()):
             with open(path, newline="") as f:
                 out[s] = {int(r["epoch"]): float(r[score]) for r in csv.DictReader(f) if r.get(score)}
+            break
     return out
 
 
@@ -110,6 +114,9 @@ def main() -> int:
     p.add_argument("--name", default="shapes2d_restarts")
     p.add_argument("--workdir", help="the runs' shapes2d_state.py --workdir: score their validation losses too")
     p.add_argument("--checkpoint", choices=["best", "last"], default="best", help="which checkpoint --workdir scores")
+    p.add_argument("--restart-runs", type=Path, nargs="*", default=[],
+                   help="train.restarts runs whose restarts/seed<S>/eval_log.csv give the curves of seeds without "
+                        "their own run directory")  # fmt: skip
     p.add_argument("--choose-at", type=int, nargs="*", default=[],
                    help="with --workdir: also the choice of train.restart_epochs E, from the runs' eval_log.csv")  # fmt: skip
     args = p.parse_args()
@@ -173,34 +180,40 @@ def main() -> int:
                              f"term (`train.select c_neg`) seed {by_c_neg}")  # fmt: skip
     early: dict[str, dict[str, dict[str, float]]] = {}
     if args.choose_at and args.workdir:
-        curve = curves(args.workdir, args.variant, seeds, args.score)
-        logged = sorted(curve)
+        curve = curves(args.workdir, args.variant, seeds, args.score, args.restart_runs)
         epochs = max(max(c) for c in curve.values())
-        test = {s: float(rows[s]["test"]["d_c_c"]) for s in logged}
+        test = {s: float(rows[s]["test"]["d_c_c"]) for s in seeds}
         lines += [
             "",
             f"`train.restart_epochs E`: the restarts compared after E of {epochs} epochs (best validation "
             f"{SCORE_LABELS[args.score]} so far, from the runs' eval_log.csv), the kept one trained on: its outcome "
-            "is its full run's. Over all N-subsets of the seeds with a log "
-            f"({', '.join(map(str, logged))}): mean test D(c\\|c) of the kept seed, the share of subsets where it "
-            "is >= 0.95, and how often it is the seed chosen at the end. Cost in epochs of training: N E + (T - E) against N T.",
+            "is its full run's. Over all N-subsets of the seeds whose log reaches E: mean test D(c\\|c) of the "
+            "kept seed, the share of subsets where it is >= 0.95, and how often it is the seed chosen at the end "
+            "(on the full runs' validation score, as above). Cost in epochs of training: N E + (T - E) against N T.",
             "",
-            "| restarts | subsets | E | epochs trained | test D(c\\|c) | share >= 0.95 | same choice as at the end "
-            "| random seed |",
-            "|---|---|---|---|---|---|---|---|",
+            "| restarts | E | seeds | subsets | epochs trained | test D(c\\|c) | share >= 0.95 | same choice as at "
+            "the end | at the end: test D(c\\|c), share >= 0.95 | random seed |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for n in args.restarts:
-            subsets = list(itertools.combinations(logged, n))
-            end = [choose_early(curve, t, epochs, args.score) for t in subsets]
-            random = float(np.mean([test[s] for t in subsets for s in t]))
-            for e in [*args.choose_at, epochs]:
+            for e in args.choose_at:
+                usable = [s for s in seeds if s in curve and max(curve[s]) >= e]
+                subsets = list(itertools.combinations(usable, n))
+                if not subsets:
+                    continue
                 kept = [choose_early(curve, t, e, args.score) for t in subsets]
-                row = {"test_d_c_c": float(np.mean([test[s] for s in kept])),
+                end = [choose(rows, list(t), args.score) for t in subsets]
+                row = {"seeds": usable, "test_d_c_c": float(np.mean([test[s] for s in kept])),
                        "share_0.95": float(np.mean([test[s] >= 0.95 for s in kept])),
-                       "same": float(np.mean([a == b for a, b in zip(kept, end, strict=True)]))}  # fmt: skip
+                       "same": float(np.mean([a == b for a, b in zip(kept, end, strict=True)])),
+                       "end_test_d_c_c": float(np.mean([test[s] for s in end])),
+                       "end_share_0.95": float(np.mean([test[s] >= 0.95 for s in end])),
+                       "random": float(np.mean([test[s] for t in subsets for s in t]))}  # fmt: skip
                 early.setdefault(str(n), {})[str(e)] = row
-                lines.append(f"| {n} | {len(subsets)} | {e} | {n * e + epochs - e} | {row['test_d_c_c']:.3f} | "
-                             f"{row['share_0.95']:.2f} | {row['same']:.2f} | {random:.3f} |")  # fmt: skip
+                lines.append(f"| {n} | {e} | {usable[0]}-{usable[-1]} ({len(usable)}) | {len(subsets)} | "
+                             f"{n * e + epochs - e} | {row['test_d_c_c']:.3f} | {row['share_0.95']:.2f} | "
+                             f"{row['same']:.2f} | {row['end_test_d_c_c']:.3f}, {row['end_share_0.95']:.2f} | "
+                             f"{row['random']:.3f} |")  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     doc = {"args": {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in vars(args).items()},
            "test": summary, "validation_losses": {str(s): t for s, t in losses.items()}, "restart_epochs": early}  # fmt: skip

@@ -341,7 +341,7 @@ def _train(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given, spl
     return TrainResult(run, state, splits, doc)
 
 
-RESTART_COLUMNS = ("seed", "epochs", "best_epoch", "metric", "value", "chosen")
+RESTART_COLUMNS = ("seed", "epochs", "metric", "compared", "best_epoch", "value", "chosen")
 
 
 def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, given) -> TrainResult:
@@ -412,7 +412,8 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
             if trained(pick[0]) < cfg.train.epochs:
                 train(pick[0], None)
             if ctx.is_main:
-                records = [_restart_record(seed, subs[seed]) for seed in seeds]
+                compared = {r["seed"]: r["compared"] for r in records}
+                records = [{**_restart_record(seed, subs[seed]), "compared": compared[seed]} for seed in seeds]
                 chosen = next(r for r in records if r["seed"] == pick[0])
         if ctx.is_main:
             _keep_restart(target, cfg, records, chosen)
@@ -430,7 +431,8 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
 
 
 def _restart_record(seed: int, sub: RunDir) -> dict[str, Any]:
-    """A restart's validation record (the one that chose its best.pt) and how far it trained."""
+    """A restart's validation record (the one that chose its best.pt) and how far it trained;
+    ``compared``: the value the choice among restarts saw (the same, until the kept one trains on)."""
     from .rundir import load_checkpoint
 
     ckpt = load_checkpoint(sub.last_checkpoint)
@@ -439,13 +441,14 @@ def _restart_record(seed: int, sub: RunDir) -> dict[str, Any]:
         raise ConfigError(f"{sub.root}: no validation score was recorded (is the validation split "
                           "empty?); restarts cannot be compared")  # fmt: skip
     return {"seed": seed, "epochs": int(ckpt["epoch"]), "best_epoch": int(best["epoch"]), "metric": best["metric"],
-            "value": float(best["value"]), "higher": bool(best["higher_is_better"]), "sub": sub}  # fmt: skip
+            "compared": float(best["value"]), "value": float(best["value"]), "higher": bool(best["higher_is_better"]),
+            "sub": sub}  # fmt: skip
 
 
 def _best_restart(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The record with the best validation value (ties: the lower seed)."""
     sign = 1.0 if records[0]["higher"] else -1.0
-    return max(records, key=lambda r: sign * r["value"])
+    return max(records, key=lambda r: sign * r["compared"])
 
 
 def _keep_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]], chosen: dict[str, Any]) -> None:

@@ -90,6 +90,7 @@ def test_restart_epochs_compare_early_and_train_only_the_best_on(tmp_path):
     assert {s: int(r["epochs"]) for s, r in table.items()} == {s: 3 if s == kept else 1 for s in (2, 3, 4)}
     first = {s: float(rows(result.run.root / "restarts" / f"seed{s}" / "eval_log.csv")[0]["d_c_c"]) for s in table}
     assert first[kept] == max(first.values())
+    assert {s: float(r["compared"]) for s, r in table.items()} == pytest.approx(first, abs=1e-4)  # what was compared
     alone = train_run(tiny(3, seed=kept), tmp_path / "alone", evaluate=False)
     assert same_weights(load_checkpoint(result.run.last_checkpoint), load_checkpoint(alone.run.last_checkpoint))
     assert result.state is not None and result.state.epoch == 3
@@ -100,7 +101,9 @@ def test_resume_after_restart_epochs_keeps_the_choice(tmp_path):
     (kept,) = [r["seed"] for r in rows(first.run.root / "restarts.csv") if r["chosen"] == "True"]
     cfg = load_config(first.run.config)
     cfg.train.epochs = 3
-    result = train_run(cfg, tmp_path / "run", resume=True, evaluate=False)
+    result = train_run(cfg, tmp_path / "run", resume=True)
     table = {r["seed"]: r for r in rows(result.run.root / "restarts.csv")}
     assert table[kept]["chosen"] == "True" and int(table[kept]["epochs"]) == 3
     assert all(int(r["epochs"]) == 1 for s, r in table.items() if s != kept)
+    page = (result.run.root / "report.html").read_text()
+    assert "<th>validation score compared</th>" in page and page.count("<td>kept</td>") == 1

@@ -155,19 +155,21 @@ def _restarts_section(run: Path) -> str:
     rows = _read_csv(run / "restarts.csv")
     if not rows:
         return ""
+    early = len({r.get("epochs") for r in rows}) > 1
     cells = "".join(
-        f"<tr><td>{_esc(r['seed'])}</td><td>{_esc(r.get('epochs', ''))}</td><td>{_esc(r['best_epoch'])}</td>"
-        f"<td>{_esc(r['metric'])} {_fmt(float(r['value']))}</td><td>{'kept' if r['chosen'] == 'True' else ''}</td></tr>"
+        f"<tr><td>{_esc(r['seed'])}</td><td>{_esc(r.get('epochs', ''))}</td>"
+        + (f"<td>{_esc(r['metric'])} {_fmt(float(r.get('compared') or r['value']))}</td>" if early else "")
+        + f"<td>{_esc(r['best_epoch'])}</td><td>{_esc(r['metric'])} {_fmt(float(r['value']))}</td>"
+        f"<td>{'kept' if r['chosen'] == 'True' else ''}</td></tr>"
         for r in rows
     )
-    early = len({r.get("epochs") for r in rows}) > 1
     return (
         "<h2>Restarts</h2><p>train.restarts trained one run per seed (in restarts/seed&lt;S&gt;/); this run "
         + ("is the one with the best validation score after the epochs all of them trained (train.restart_epochs), "
            "trained on to the end alone" if early else "is the one with the best validation score")
-        + ", and the curves below are its own.</p>"
-        f"<table><tr><th>seed</th><th>epochs trained</th><th>best epoch</th><th>validation score</th><th></th></tr>"
-        f"{cells}</table>"
+        + ", and the curves below are its own.</p><table><tr><th>seed</th><th>epochs trained</th>"
+        + ("<th>validation score compared</th>" if early else "")
+        + f"<th>best epoch</th><th>best validation score</th><th></th></tr>{cells}</table>"
     )
 
 

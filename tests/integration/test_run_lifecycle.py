@@ -79,7 +79,7 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(stack_ru
     old_ckpt = (stack_run / "checkpoints" / "last.pt").read_bytes()
     old_metrics = (stack_run / "metrics.json").read_text()
 
-    def crash(self):
+    def crash(self, until=None):
         raise FloatingPointError("loss term 'loss' became nan in epoch 1; lower train.lr")
 
     monkeypatch.setattr(Trainer, "fit", crash)
@@ -108,7 +108,7 @@ def test_overwrite_replaces_every_output_and_keeps_the_users_files(stack_run):
 def test_a_run_failing_before_its_first_checkpoint_leaves_nothing(tmp_path, monkeypatch):
     from dualcontrast.training import Trainer
 
-    monkeypatch.setattr(Trainer, "fit", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(Trainer, "fit", lambda self, until=None: (_ for _ in ()).throw(KeyboardInterrupt()))
     run = tmp_path / "new"
     assert main(["train", "--epochs", "1", "-o", str(run), *TINY]) == 130
     assert not run.exists()

@@ -397,7 +397,7 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
 
     try:
         # With restart_epochs only the chosen restart trains past it: a resumed run finds its choice
-        # there (among several, as in a run first trained without restart_epochs, the best).
+        # there (resume cannot change restart_epochs, so there is at most one).
         ahead = [seed for seed in seeds if trial is not None and trained(seed) > trial]
         for seed in seeds:
             if not ahead and trained(seed) < (trial or cfg.train.epochs):

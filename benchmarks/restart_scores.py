@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from restarts import validation_terms
+from restarts import model_validation_terms
 from shapes2d_state import tag
 from sweep import write_report
 
@@ -102,7 +102,7 @@ def score_run(run_dir: Path, checkpoint: str, splits_cache: dict) -> dict:
     model, _ = load_trained_model(run, cfg, torch.device("cpu"), checkpoint)
     fit = splits.train.subset(np.arange(min(FIT_SAMPLES, len(splits.train))))
     tr, va, te = (embed(model, d, batch_size=500, progress=False) for d in (fit, splits.val, splits.test))
-    terms = validation_terms(run_dir, checkpoint, splits)
+    terms = model_validation_terms(model, cfg, splits.val)
     k = len(np.unique(va[CONTENT]))
     mean_abs_cos, silhouette, labels = cluster_scores(va["c_mu"], k, cfg.eval.seed)
     return {

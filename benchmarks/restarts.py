@@ -83,24 +83,30 @@ def choose_early(curve: dict[int, dict[int, float]], subset: tuple[int, ...], ep
     return max(subset, key=lambda s: (max(sign * v for e, v in curve[s].items() if e <= epoch), -s))
 
 
-def validation_terms(run_dir: Path, checkpoint: str = "best", splits=None) -> dict[str, float]:
-    """The loss terms of a run's ``checkpoint`` (best | last) on its validation split (no optimizer step), as
-    ``train.select`` scores runs without labels. ``splits``: the run's data, where already loaded."""
+def model_validation_terms(model, cfg, val) -> dict[str, float]:
+    """The loss terms of a trained ``model`` on the validation split ``val`` (no optimizer step), as
+    ``train.select`` scores runs without labels."""
+    import torch
+
+    from dualcontrast.training import validation_loss
+
+    return validation_loss(model, model.configure_optimizers(cfg.train.lr), val, batch_size=cfg.train.batch_size,
+                           device=torch.device("cpu"), seed=cfg.eval.seed)  # fmt: skip
+
+
+def validation_terms(run_dir: Path, checkpoint: str = "best") -> dict[str, float]:
+    """:func:`model_validation_terms` of a run's ``checkpoint`` (best | last)."""
     import torch
 
     from dualcontrast.config import load_config
     from dualcontrast.models import load_trained_model
     from dualcontrast.rundir import RunDir
-    from dualcontrast.training import validation_loss
     from dualcontrast.workflow import load_splits
 
     run = RunDir.open(run_dir)
     cfg = load_config(run.config)
-    device = torch.device("cpu")
-    model, _ = load_trained_model(run, cfg, device, checkpoint)
-    val = (splits or load_splits(cfg)).val
-    return validation_loss(model, model.configure_optimizers(cfg.train.lr), val,
-                           batch_size=cfg.train.batch_size, device=device, seed=cfg.eval.seed)  # fmt: skip
+    model, _ = load_trained_model(run, cfg, torch.device("cpu"), checkpoint)
+    return model_validation_terms(model, cfg, load_splits(cfg).val)
 
 
 def main() -> int:

@@ -381,7 +381,8 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     states: dict[int, Any] = {}
     seeds = [cfg.train.seed + k for k in range(cfg.train.restarts)]
     subs = {seed: RunDir(target.root / "restarts" / f"seed{seed}") for seed in seeds}
-    trial = cfg.train.restart_epochs if (cfg.train.restart_epochs or cfg.train.epochs) < cfg.train.epochs else None
+    early = cfg.train.restart_epochs
+    trial = early if early is not None and early < cfg.train.epochs else None
 
     def trained(seed: int) -> int:
         sub = subs[seed]
@@ -398,9 +399,10 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     try:
         # With restart_epochs only the chosen restart trains past it: a resumed run finds its choice
         # there (resume cannot change restart_epochs, so there is at most one).
-        ahead = [seed for seed in seeds if trial is not None and trained(seed) > trial]
+        done = {seed: trained(seed) for seed in seeds}
+        ahead = [seed for seed in seeds if trial is not None and done[seed] > trial]
         for seed in seeds:
-            if not ahead and trained(seed) < (trial or cfg.train.epochs):
+            if not ahead and done[seed] < (trial or cfg.train.epochs):
                 train(seed, trial)
         records = [_restart_record(seed, subs[seed]) for seed in seeds] if ctx.is_main else []
         if ctx.is_main:
@@ -474,8 +476,8 @@ def _keep_restart(target: RunDir, cfg: Config, records: list[dict[str, Any]], ch
     meta.update({k: v for k, v in read_meta(chosen["sub"].config).items() if k == "model_as_given"})
     cfg.model.output = load_config(chosen["sub"].config).model.output
     save_config(cfg, target.config, meta=meta)
-    log.info("restarts: seed %d kept (validation %s %.4f; %s)", chosen["seed"], chosen["metric"], chosen["value"],
-             ", ".join(f"seed {r['seed']}: {r['value']:.4f}" for r in records))  # fmt: skip
+    log.info("restarts: seed %d kept (validation %s compared: %s)", chosen["seed"], chosen["metric"],
+             ", ".join(f"seed {r['seed']}: {r['compared']:.4f}" for r in records))  # fmt: skip
 
 
 def evaluation_model(run: RunDir, cfg: Config, state: Any, device: Any) -> tuple[Any, int, str]:

@@ -158,7 +158,7 @@ def _restarts_section(run: Path) -> str:
     early = len({r.get("epochs") for r in rows}) > 1
     cells = "".join(
         f"<tr><td>{_esc(r['seed'])}</td><td>{_esc(r.get('epochs', ''))}</td>"
-        + (f"<td>{_esc(r['metric'])} {_fmt(float(r.get('compared') or r['value']))}</td>" if early else "")
+        + (f"<td>{_esc(r['metric'])} {_fmt(float(r['compared']))}</td>" if early else "")
         + f"<td>{_esc(r['best_epoch'])}</td><td>{_esc(r['metric'])} {_fmt(float(r['value']))}</td>"
         f"<td>{'kept' if r['chosen'] == 'True' else ''}</td></tr>"
         for r in rows

@@ -59,6 +59,11 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     # The same trajectories as base (validation never changes training), best.pt by a label-free score.
     "select-c-neg": ("best.pt by the validation content-negative term (train.select c_neg; no labels used)",
                      ["train.select=c_neg"]),
+    # Two views of one particle share its state, so the swap never asks z for it; a neighbour in c
+    # is mostly the same body and not always the same state.
+    "nn-swap": ("the swapped reconstruction with the nearest other sample's c (loss.swap_content neighbour)",
+                ["loss.w_swap=1", "loss.swap_content=neighbour"]),
+    "nn-swap-3": ("nn-swap at weight 3", ["loss.w_swap=3", "loss.swap_content=neighbour"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": (

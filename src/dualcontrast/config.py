@@ -100,6 +100,12 @@ class LossConfig:
     # only), and then the decoder ignores z (benchmarks/results/z_use.md).
     w_swap: float = key(0.0, "weight of the swapped reconstruction: each view decoded from the other "
                         "view's c and its own z (0: off, as published)", low=0)
+    # Not in the paper: two views of one particle share its conformation, so the swap above never
+    # asks z for it. The nearest other particle by c is mostly the same identity in another state
+    # (benchmarks/results/shapes2d_state_notes.md, "Neighbour swap").
+    swap_content: str = key("view", "whose c the swapped reconstruction decodes each view with: view (the "
+                            "other view of the same sample) | neighbour (the other view of the batch's sample "
+                            "nearest to it by |cos| of c)")
     # Not in the paper: none of its terms stops identity from filling z once the decoder reads z.
     # This one asks for no linear relation between the codes; measured on MNIST it lowered D(c|c)
     # more than D(c|z) (benchmarks/results/z_checks.md).

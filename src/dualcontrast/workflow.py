@@ -177,13 +177,24 @@ def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def resume_changes(saved: Config, cfg: Config) -> dict[str, tuple[Any, Any]]:
+def resume_changes(
+    saved: Config, cfg: Config, model_as_given: dict[str, Any] | None = None
+) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, new)}`` of the settings a resume changes; ConfigError for any of them
-    that would continue the checkpoint as something else (model, dimensions, data ...)."""
+    that would continue the checkpoint as something else (model, dimensions, data ...).
+
+    ``model_as_given``: the run's values before the trainer resolved them (config.yaml's
+    ``meta.model_as_given``, :func:`record_resolved`); ``cfg`` may hold either, e.g.
+    ``model.output: auto`` against a run that resolved it to ``sigmoid``."""
     saved = build_config(saved.to_dict())
     absolute_data_paths(saved)  # runs saved before paths were stored absolute: as the caller gives them
     old, new = _flat(saved.to_dict()), _flat(cfg.to_dict())
-    changes = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    given = model_as_given or {}
+    changes = {
+        k: (old.get(k), new.get(k))
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k) and not (k in given and given[k] == new.get(k))
+    }
     refused = [k for k in changes if not k.startswith(RESUME_MAY_CHANGE)]
     if refused:
         k = refused[0]
@@ -261,7 +272,9 @@ def _run_place(cfg: Config, outdir, *, resume: bool, overwrite: bool) -> tuple[R
         if outdir is None:
             raise ConfigError("--resume needs -o RUN (the run directory to continue)")
         final = RunDir.open(outdir)
-        return final, resume_changes(load_config(final.config), cfg)
+        return final, resume_changes(
+            load_config(final.config), cfg, read_meta(final.config).get("model_as_given")
+        )
     final = RunDir(Path(outdir) if outdir is not None else default_run_name(cfg))
     RunDir.check_new(final.root, overwrite=overwrite)
     return final, {}
@@ -391,8 +404,6 @@ def _train_restarts(cfg, outdir, ctx, *, resume, overwrite, evaluate, command, g
     def train(seed: int, until: int | None) -> None:
         one = build_config(cfg.to_dict())
         one.train.seed, one.train.restarts, one.train.restart_epochs = seed, 1, None
-        if subs[seed].config.exists():  # continued: with the model its trainer resolved (model.output auto)
-            one.model.output = load_config(subs[seed].config).model.output
         states[seed] = _train(one, subs[seed].root, ctx, resume=subs[seed].config.exists(), overwrite=False,
                               evaluate=False, command=command, given=given, splits=splits, until=until).state  # fmt: skip
 

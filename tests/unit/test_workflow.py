@@ -58,6 +58,24 @@ def test_resume_may_extend_the_schedule_only():
         resume_changes(saved, other)
 
 
+def test_resume_accepts_a_setting_as_given_or_as_the_trainer_resolved_it():
+    """A run resolved ``model.output: auto`` to sigmoid: resuming with either value changes nothing;
+    linear (neither) is refused, and without the run's record so is auto."""
+    saved = Config()
+    saved.model.output = "sigmoid"
+    as_given = {"model.output": "auto"}
+    for value in ("auto", "sigmoid"):
+        again = Config()
+        again.model.output = value
+        assert resume_changes(saved, again, as_given) == {}
+    other = Config()
+    other.model.output = "linear"
+    with pytest.raises(ConfigError, match=r"model\.output"):
+        resume_changes(saved, other, as_given)
+    with pytest.raises(ConfigError, match=r"model\.output \(run has 'sigmoid', now 'auto'\)"):
+        resume_changes(saved, Config())
+
+
 def test_scores_in_words():
     lines = describe_scores({"d_c_c": 0.951, "d_c_z": 0.21, "within_content": {"0": {"d_z_z": 1.0}}})
     assert lines == [

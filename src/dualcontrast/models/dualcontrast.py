@@ -19,7 +19,10 @@ Below, ``x`` and ``T(x)`` stand for the pair's two views: by default two indepen
   ``c(T(x))`` and ``z(x)``, ``T(x)`` from ``c(x)`` and ``z(T(x))``. The published terms leave a
   way out: the cosine terms see only the directions of c, so c can carry the pose in small
   deviations and the decoder never reads z (``benchmarks/results/z_use.md``). Decoding a view
-  with the other view's content, the only route to its own pose is its own z.
+  with the other view's content, the only route to its own pose is its own z. With
+  ``loss.swap_content: neighbour`` the content comes from the other view of the batch's sample
+  nearest by ``|cos|`` of c instead: mostly the same identity, not always the same state, so the
+  only route to the view's own state is its own z as well.
 - optionally (``loss.w_decorr``, not in the paper) the c-z decorrelation: the mean squared
   correlation between every dimension of c and of z over the batch (both views), so what c holds
   linearly (the identity) is not held by z as well.
@@ -75,6 +78,7 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 
 STEPS = ("fused", "reference")
 Z_POS_SOURCES = ("prior", "codes")
+SWAP_CONTENTS = ("view", "neighbour")
 
 
 class DualContrast(DisentanglementModel):
@@ -266,6 +270,16 @@ class DualContrast(DisentanglementModel):
         terms["z_pos"] = cosine_distance_loss(z1.float(), z2.float())
         return self._cos_weight("w_z_pos") * terms["z_pos"]
 
+    def _swap_partners(self, cx: Codes, ct: Codes) -> torch.Tensor:
+        """``(2B,)``: for each row of ``[view a; view b]``, the row whose sampled c decodes it in the
+        swapped reconstruction: its own other view, or the other view of its nearest other sample."""
+        ca, cb = cx.c_mu, ct.c_mu
+        assert ca is not None and cb is not None
+        b = ca.shape[0]
+        if self.loss_cfg.swap_content == "view":
+            return torch.arange(2 * b, device=ca.device).roll(b)
+        return torch.cat([b + nearest_other(ca, cb), nearest_other(cb, ca)])
+
     # -- the two steps --------------------------------------------------------------------------
     def _fused_losses(
         self, x: torch.Tensor, d: StepDraws, shadow: dict[str, torch.Tensor]
@@ -289,7 +303,7 @@ class DualContrast(DisentanglementModel):
                 c_s, z_s = self._sample_codes(both, d.eps_c, d.eps_z)
                 own = 2 * b if lc.vae_on_transformed else b
                 rec, rec_swap = self.decoder(
-                    torch.cat([c_s[:own], c_s.roll(b, 0)]), torch.cat([z_s[:own], z_s])
+                    torch.cat([c_s[:own], c_s[self._swap_partners(cx, ct)]]), torch.cat([z_s[:own], z_s])
                 ).split([own, 2 * b])
                 rec_x, rec_t = rec.split([b, b]) if lc.vae_on_transformed else (rec, None)
             elif lc.vae_on_transformed:
@@ -379,7 +393,8 @@ class DualContrast(DisentanglementModel):
             if lc.w_swap:
                 c_x, z_x = self._sample_codes(cx, d.eps_c[:b], d.eps_z[:b])
                 c_t, z_t = self._sample_codes(ct, d.eps_c[b:], d.eps_z[b:])
-                rec_swap = torch.cat([self.decoder(c_t, z_x), self.decoder(c_x, z_t)])
+                partner = torch.cat([c_x, c_t])[self._swap_partners(cx, ct)]
+                rec_swap = torch.cat([self.decoder(partner[:b], z_x), self.decoder(partner[b:], z_t)])
             c_neg = self.encode(d.xa[d.neg]).c_mu if lc.w_c_neg else None
             loss, terms = self._main_terms(d.xa, d.xt, cx, ct, c_neg, rec_x, rec_t, rec_swap)
         opt["main"].zero_grad(set_to_none=True)
@@ -452,6 +467,8 @@ def _check_loss(lc: LossConfig) -> None:
         raise ConfigError(f"loss.cosine_scale must be 'mean' or 'per_dim', got {lc.cosine_scale!r}")
     if lc.z_pos_source not in Z_POS_SOURCES:
         raise ConfigError(f"loss.z_pos_source must be one of {', '.join(Z_POS_SOURCES)}, got {lc.z_pos_source!r}")
+    if lc.swap_content not in SWAP_CONTENTS:
+        raise ConfigError(f"loss.swap_content must be one of {', '.join(SWAP_CONTENTS)}, got {lc.swap_content!r}")
     if lc.contrastive_warmup < 0:
         raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 

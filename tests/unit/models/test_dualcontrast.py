@@ -3,6 +3,7 @@ the trainer uses it (code shapes, one step training every parameter, epochs thro
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dualcontrast.config import build_config
 from dualcontrast.errors import ConfigError
@@ -133,6 +134,33 @@ def test_swapped_reconstruction_decodes_each_view_with_the_other_views_content()
         own = ((m.decode(c_a, z_a) - d.xa) ** 2).mean() + ((m.decode(c_b, z_b) - d.xt) ** 2).mean()
     assert not torch.isclose(terms["rec_swap"], own)
     assert_absent_by_default("rec_swap", x)
+
+
+def test_neighbour_swap_decodes_each_view_with_its_nearest_other_samples_other_view():
+    """``swap_content: neighbour``: view a of sample i decoded from c of view b of the sample
+    j != i whose view-b c mean is nearest by |cos| to i's view-a c mean (and the same with the
+    views exchanged), found here by a loop over the batch."""
+    m, x, d, terms = fused_step_terms(w_swap=0.5, swap_content="neighbour")
+    with torch.no_grad():
+        ca, cb = m.encode(d.xa), m.encode(d.xt)
+        b = x.shape[0]
+
+        def nearest(i, own, other):
+            sims = [abs(float(F.cosine_similarity(own[i], other[j], dim=0))) if j != i else -1.0 for j in range(b)]
+            return max(range(b), key=sims.__getitem__)
+
+        def sampled(cd, eps_c, eps_z):
+            return cd.c_mu + eps_c * (0.5 * cd.c_logvar).exp(), cd.z_mu + eps_z * (0.5 * cd.z_logvar).exp()
+
+        (c_a, z_a), (c_b, z_b) = sampled(ca, d.eps_c[:b], d.eps_z[:b]), sampled(cb, d.eps_c[b:], d.eps_z[b:])
+        nn_a = [nearest(i, ca.c_mu, cb.c_mu) for i in range(b)]
+        nn_b = [nearest(i, cb.c_mu, ca.c_mu) for i in range(b)]
+        want = ((m.decode(c_b[nn_a], z_a) - d.xa) ** 2).mean() + ((m.decode(c_a[nn_b], z_b) - d.xt) ** 2).mean()
+    assert all(nn_a[i] != i and nn_b[i] != i for i in range(b))
+    torch.testing.assert_close(terms["rec_swap"], want)
+    # Not the same-sample swap: with the other view of each sample's own the term differs.
+    _, _, _, own = fused_step_terms(w_swap=0.5)
+    assert not torch.isclose(terms["rec_swap"], own["rec_swap"])
 
 
 def test_decorrelation_term_is_the_cross_correlation_of_both_views_codes():

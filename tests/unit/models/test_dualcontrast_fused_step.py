@@ -88,6 +88,7 @@ CASES = {
     "z-negative-margin": ((1, 20, 20), "mlp", {"loss": {"z_neg_margin": 0.05}}),
     "swapped-reconstruction": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7}}),
     "c-z-decorrelation": ((1, 20, 20), "mlp", {"loss": {"w_decorr": 2.0, "w_swap": 0.5}}),
+    "neighbour-swap": ((1, 20, 20), "conv", {"loss": {"w_swap": 0.7, "swap_content": "neighbour"}}),
     "content-neighbour": ((1, 20, 20), "mlp", {"loss": {"w_c_nn": 1.5, "cosine_scale": "per_dim"}}),
     "swapped-reconstruction-vae-on-x-only": (
         (1, 20, 20),

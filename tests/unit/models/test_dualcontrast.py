@@ -204,6 +204,7 @@ def test_z_positive_pairs_share_another_samples_z_code_with_codes_source():
     ({"loss": {"cosine_scale": "sum"}}, "loss.cosine_scale"),
     ({"loss": {"contrastive_warmup": -1}}, "loss.contrastive_warmup"),
     ({"loss": {"z_pos_source": "posterior"}}, "loss.z_pos_source"),
+    ({"loss": {"swap_content": "batch"}}, "loss.swap_content"),
     ({"train": {"step": "fast"}}, "train.step"),
     ({"model": {"arch": "resnet"}}, "model.arch"),
     ({"model": {"decoder": "transformer"}}, "model.decoder"),

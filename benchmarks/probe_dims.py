@@ -44,18 +44,32 @@ def knn_score(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test
     return d_score(train_x, train_y, test_x, test_y, classifier=KNeighborsClassifier(n_neighbors=k), **probe)
 
 
-def batch_neighbour_agreement(c: np.ndarray, y: np.ndarray, *, batch: int = 100, n_batches: int = 200,
-                              seed: int = 0) -> float:  # fmt: skip
-    """How often the code nearest to a code by |cos| among a random batch of others has its label:
-    the neighbour a batch-level positive (``loss.w_c_nn``) would pull towards."""
+def batch_neighbours(c: np.ndarray, *, batch: int = 100, n_batches: int = 200,
+                     seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``(rows, neighbours)``: for each code of ``n_batches`` random batches, the index of the other
+    code of its batch nearest to it by |cos|: the neighbour a batch-level positive
+    (``loss.w_c_nn``) or the neighbour swap (``loss.swap_content neighbour``) uses."""
     rng = np.random.default_rng(seed)
-    codes, labels = torch.as_tensor(c), torch.as_tensor(y)
-    hits = []
+    codes = torch.as_tensor(c)
+    rows, neighbours = [], []
     for _ in range(n_batches):
-        idx = torch.as_tensor(rng.choice(len(c), size=min(batch, len(c)), replace=False))
-        neighbour = nearest_other(codes[idx], codes[idx])
-        hits.append(float((labels[idx] == labels[idx][neighbour]).double().mean()))
-    return float(np.mean(hits))
+        idx = rng.choice(len(c), size=min(batch, len(c)), replace=False)
+        rows.append(idx)
+        neighbours.append(idx[nearest_other(codes[idx], codes[idx]).numpy()])
+    return np.concatenate(rows), np.concatenate(neighbours)
+
+
+def batch_neighbour_agreement(c: np.ndarray, y: np.ndarray, **batches: Any) -> float:
+    """How often a code's batch neighbour (:func:`batch_neighbours`) has its label."""
+    rows, nb = batch_neighbours(c, **batches)
+    return float((y[rows] == y[nb]).mean())
+
+
+def batch_neighbour_state(c: np.ndarray, y: np.ndarray, state: np.ndarray, **batches: Any) -> float:
+    """Among the batch neighbours that have a code's label, how often they have its state too."""
+    rows, nb = batch_neighbours(c, **batches)
+    same = y[rows] == y[nb]
+    return float((state[rows] == state[nb])[same].mean())
 
 
 def effective_rank(c: np.ndarray) -> float:
@@ -80,6 +94,8 @@ def content_scores(run: Path, dims: list[int], split: str = "test") -> dict:
                  "full": d_score(train, y_train, test, y_test, **probe),
                  "knn": knn_score(train, y_train, test, y_test, **probe),
                  "batch_nn": batch_neighbour_agreement(test, y_test), "rank": effective_rank(test)}  # fmt: skip
+    if f"{split}_transform" in codes:  # a state label (the built-in data's arm bend)
+        row["batch_nn_state"] = batch_neighbour_state(test, y_test, codes[f"{split}_transform"])
     for k in dims:
         if k < train.shape[1]:
             pca = PCA(n_components=k, random_state=0).fit(train)
@@ -111,19 +127,21 @@ def main() -> int:
         "eval.max_fit_samples training codes, standardised); `first k PCs`: the same on the codes projected "
         "onto their first k principal axes, fit on the training codes; `10-NN`: a 10-nearest-neighbour vote on all "
         "dimensions (standardised, the same training codes); `batch NN`: how often the nearest other code by |cos| "
-        f"in a random batch of 100 {args.split} codes has the same label (200 batches); `eff. rank`: exp of the "
-        "entropy of the centred codes' normalised squared singular values",
+        f"in a random batch of 100 {args.split} codes has the same label (200 batches); `batch NN state`: of "
+        "those with the same label, how often it has the same state (transformation label) too, where the data "
+        "have one; `eff. rank`: exp of the entropy of the centred codes' normalised squared singular values",
         "",
         "| run | c dims | checkpoint | D(c\\|c), all dims | "
         + " | ".join(f"first {k} PCs" for k in args.dims)
-        + " | 10-NN, all dims | batch NN | eff. rank |",
-        "|---|---|---|---|" + "---|" * (len(args.dims) + 3),
+        + " | 10-NN, all dims | batch NN | batch NN state | eff. rank |",
+        "|---|---|---|---|" + "---|" * (len(args.dims) + 4),
     ]
     for name, row in rows.items():
         cells = " | ".join(f"{row[k]:.3f}" if k in row else "(all)" for k in args.dims)
+        state = f"{row['batch_nn_state']:.3f}" if "batch_nn_state" in row else "-"
         lines.append(
             f"| {name} | {row['d']} | {row['checkpoint']} | {row['full']:.3f} | {cells} | {row['knn']:.3f} "
-            f"| {row['batch_nn']:.3f} | {row['rank']:.2f} |"
+            f"| {row['batch_nn']:.3f} | {state} | {row['rank']:.2f} |"
         )
     args.results.mkdir(parents=True, exist_ok=True)
     write_report(args.results, args.name, lines)

@@ -101,8 +101,9 @@ class LossConfig:
     w_swap: float = key(0.0, "weight of the swapped reconstruction: each view decoded from the other "
                         "view's c and its own z (0: off, as published)", low=0)
     # Not in the paper: two views of one particle share its conformation, so the swap above never
-    # asks z for it. The nearest other particle by c is mostly the same identity in another state
-    # (benchmarks/results/shapes2d_state_notes.md, "Neighbour swap").
+    # asks z for it; the nearest other particle by c is often the same identity in another state.
+    # Measured on the built-in 2D data it does not move the state into z, and a third of the
+    # neighbours are another identity (benchmarks/results/shapes2d_state_nnswap.md).
     swap_content: str = key("view", "whose c the swapped reconstruction decodes each view with: view (the "
                             "other view of the same sample) | neighbour (the other view of the batch's sample "
                             "nearest to it by |cos| of c)")

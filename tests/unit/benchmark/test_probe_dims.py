@@ -75,3 +75,14 @@ def test_effective_rank_counts_the_directions_and_ignores_duplicated_dimensions(
     )
     line = rng.normal(size=(500, 1)) * np.ones((1, 6))
     assert probe_dims.effective_rank(line) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_batch_neighbour_state_counts_state_matches_among_same_label_neighbours(probe_dims):
+    # 2 labels x 3 states; the code holds the label only, so same-label neighbours share the state
+    # by chance (1/3); a code that also holds the state gives 1.
+    rng = np.random.default_rng(0)
+    y, state = rng.integers(0, 2, 1200), rng.integers(0, 3, 1200)
+    label_only = np.eye(2)[y] + rng.normal(0, 0.05, (1200, 2))
+    assert abs(probe_dims.batch_neighbour_state(label_only, y, state) - 1 / 3) < 0.03
+    both = np.concatenate([np.eye(2)[y], 0.5 * np.eye(3)[state]], axis=1) + rng.normal(0, 0.01, (1200, 5))
+    assert probe_dims.batch_neighbour_state(both, y, state) > 0.99

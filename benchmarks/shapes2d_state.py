@@ -64,6 +64,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "nn-swap": ("the swapped reconstruction with the nearest other sample's c (loss.swap_content neighbour)",
                 ["loss.w_swap=1", "loss.swap_content=neighbour"]),
     "nn-swap-3": ("nn-swap at weight 3", ["loss.w_swap=3", "loss.swap_content=neighbour"]),
+    # Both views share the state, so the z-negative term pushes it out of z; without that term,
+    # a prior on c or the swap might leave the state to z.
+    "no-z-neg-gamma-c-10": ("no z-negative term, gamma_c 10", ["loss.w_z_neg=0", "loss.gamma_c=10"]),
+    "no-z-neg-swap": ("no z-negative term, the swapped reconstruction", ["loss.w_z_neg=0", "loss.w_swap=1"]),
     "hinge-pivot-swap": ("off-centre hinge + the swapped reconstruction", [HINGE_PIVOT, "loss.w_swap=1"]),
     "paper-pairing": ("the paper's pairing (x against T(x))", ["views.pairing=paper"]),
     "paper-pairing-hinge-pivot": (

@@ -333,6 +333,7 @@ def build_config(*layers: dict[str, Any]) -> Config:
         _check_range(path, f, value)
     _check_transform(cfg.transform)
     _check_views(cfg.views)
+    check_loss(cfg.loss)
     if cfg.train.select not in SELECTION_SCORES:
         raise ConfigError(f"train.select {cfg.train.select!r}: use one of {', '.join(SELECTION_SCORES)}")
     if cfg.eval.cluster_method not in CLUSTER_METHODS:
@@ -379,6 +380,26 @@ def _check_range(path: str, f: dataclasses.Field, value: Any) -> None:
     if too_low or too_high:
         raise ConfigError(f"{path} must be {describe_range(f)}, got {value!r}")
 
+
+Z_POS_SOURCES = ("prior", "codes")
+SWAP_CONTENTS = ("view", "neighbour")
+
+
+def check_loss(lc: LossConfig) -> None:
+    """ConfigError for a loss setting no model knows. Checked when the config is built, so a bad
+    value is reported before any data are read, and by DualContrast for a config built otherwise."""
+    if lc.kl not in ("standard", "reference"):
+        raise ConfigError(f"loss.kl must be 'standard' or 'reference', got {lc.kl!r}")
+    if lc.kl_normalization not in ("pixels", "sample"):
+        raise ConfigError(f"loss.kl_normalization must be 'pixels' or 'sample', got {lc.kl_normalization!r}")
+    if lc.cosine_scale not in ("mean", "per_dim"):
+        raise ConfigError(f"loss.cosine_scale must be 'mean' or 'per_dim', got {lc.cosine_scale!r}")
+    if lc.z_pos_source not in Z_POS_SOURCES:
+        raise ConfigError(f"loss.z_pos_source must be one of {', '.join(Z_POS_SOURCES)}, got {lc.z_pos_source!r}")
+    if lc.swap_content not in SWAP_CONTENTS:
+        raise ConfigError(f"loss.swap_content must be one of {', '.join(SWAP_CONTENTS)}, got {lc.swap_content!r}")
+    if lc.contrastive_warmup < 0:
+        raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 
 def _check_views(views: ViewsConfig) -> None:
     from .transforms.views import ViewSettings

@@ -30,6 +30,9 @@ def test_unknown_key_is_an_error_with_a_suggestion():
         ({"loss": {"gamma_c": "x"}}, "loss.gamma_c must be a number"),
         ({"train": {"lr": None}}, "train.lr cannot be null"),
         ({"data": "mnist"}, "data must be a mapping"),
+        # Checked when the config is built, before a training reads any data.
+        ({"loss": {"swap_content": "batch"}}, "loss.swap_content must be one of view, neighbour"),
+        ({"loss": {"cosine_scale": "sum"}}, "loss.cosine_scale must be"),
     ],
 )
 def test_wrong_types_are_errors(layer, message):

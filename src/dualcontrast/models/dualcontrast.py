@@ -50,7 +50,7 @@ from typing import Any, cast
 
 import torch
 
-from ..config import Config, LossConfig
+from ..config import Config, LossConfig, check_loss
 from ..errors import ConfigError
 from ..losses import (
     cosine_distance_loss,
@@ -77,8 +77,6 @@ ABLATIONS: dict[str, tuple[str, ...]] = {
 }
 
 STEPS = ("fused", "reference")
-Z_POS_SOURCES = ("prior", "codes")
-SWAP_CONTENTS = ("view", "neighbour")
 
 
 class DualContrast(DisentanglementModel):
@@ -113,7 +111,7 @@ class DualContrast(DisentanglementModel):
             arch, decoder, sample_shape, content_dim, transform_dim, output=output, **(decoder_options or {})
         )
         self.loss_cfg = loss or LossConfig()
-        _check_loss(self.loss_cfg)
+        check_loss(self.loss_cfg)
         # A buffer, so checkpoints carry it and a resumed run continues the ramp; a tensor, so
         # a compiled step reads its value instead of recompiling when it changes.
         self.register_buffer(
@@ -457,20 +455,6 @@ def _sample(mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor) -> torch.
     """The reparameterisation ``mu + eps * sigma`` with given noise. ``(B, d) x3 -> (B, d)``."""
     return mu + eps * torch.exp(0.5 * logvar)
 
-
-def _check_loss(lc: LossConfig) -> None:
-    if lc.kl not in ("standard", "reference"):
-        raise ConfigError(f"loss.kl must be 'standard' or 'reference', got {lc.kl!r}")
-    if lc.kl_normalization not in ("pixels", "sample"):
-        raise ConfigError(f"loss.kl_normalization must be 'pixels' or 'sample', got {lc.kl_normalization!r}")
-    if lc.cosine_scale not in ("mean", "per_dim"):
-        raise ConfigError(f"loss.cosine_scale must be 'mean' or 'per_dim', got {lc.cosine_scale!r}")
-    if lc.z_pos_source not in Z_POS_SOURCES:
-        raise ConfigError(f"loss.z_pos_source must be one of {', '.join(Z_POS_SOURCES)}, got {lc.z_pos_source!r}")
-    if lc.swap_content not in SWAP_CONTENTS:
-        raise ConfigError(f"loss.swap_content must be one of {', '.join(SWAP_CONTENTS)}, got {lc.swap_content!r}")
-    if lc.contrastive_warmup < 0:
-        raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 
 
 for _name in ABLATIONS:

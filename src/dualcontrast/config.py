@@ -401,6 +401,7 @@ def check_loss(lc: LossConfig) -> None:
     if lc.contrastive_warmup < 0:
         raise ConfigError(f"loss.contrastive_warmup must be >= 0 epochs, got {lc.contrastive_warmup}")
 
+
 def _check_views(views: ViewsConfig) -> None:
     from .transforms.views import ViewSettings
 
